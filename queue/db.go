@@ -1,0 +1,510 @@
+package queue
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/google/btree"
+)
+
+// Options configures a DB. The zero value is usable.
+type Options struct {
+	// FS is the filesystem Pebble uses; nil means the OS filesystem.
+	// Tests pass vfs.NewMem().
+	FS vfs.FS
+	// Logger receives lifecycle and storage messages; nil means slog.Default().
+	Logger *slog.Logger
+	// NoSync turns off syncing of commits. Acknowledged writes may then be
+	// lost on a power failure or an OS crash. Unsafe; for benchmarks.
+	NoSync bool
+	// InitialDatabases are created when the store is created (a fresh data
+	// directory), and never again.
+	InitialDatabases []string
+	// MaxBatchOps bounds how many operations one group commit gathers.
+	// Zero means 1024.
+	MaxBatchOps int
+}
+
+// DB is a set of databases holding queue tables, stored in Pebble.
+// It is safe for concurrent use.
+type DB struct {
+	pdb       *pebble.DB
+	log       *slog.Logger
+	writeOpts *pebble.WriteOptions
+	maxOps    int
+
+	// ddlMu serialises DDL (check, then commit) so that checks made before
+	// submitting stay true until the commit is applied.
+	ddlMu       sync.Mutex
+	nextTableID uint64 // guarded by ddlMu
+
+	// submitMu guards writeCh against a send racing with Close.
+	submitMu sync.RWMutex
+	closing  bool // guarded by submitMu
+	writeCh  chan *op
+	loopDone chan struct{}
+
+	// failed is set once by the commit loop when a commit fails; read under mu.
+	mu     sync.Mutex
+	failed error
+	closed bool                 // guarded by mu
+	dbs    map[string]*database // guarded by mu
+	wait   map[*waiter]struct{} // every registered waiter; guarded by mu
+}
+
+type database struct {
+	name   string
+	tables map[string]*table
+}
+
+// table is one incarnation of a queue table. DROP and TRUNCATE retire it
+// (dead), and TRUNCATE installs a fresh incarnation under the same name.
+type table struct {
+	id   uint64
+	db   string
+	name string
+	meta []byte // immutable once published
+
+	// Guarded by DB.mu.
+	dead    bool
+	free    *btree.BTreeG[uint64] // rowids that may be handed out, ascending
+	held    int                   // live rows that are not free: owned or being deleted
+	waiters []*waiter             // in arrival order
+
+	// Owned by the commit loop.
+	lastRowID uint64
+	wdead     bool
+}
+
+func newTable(id uint64, db, name string, meta []byte) *table {
+	return &table{
+		id: id, db: db, name: name, meta: meta,
+		free: btree.NewOrderedG[uint64](32),
+	}
+}
+
+// Open opens (creating if needed) the store in dir and rebuilds the in-memory
+// index of every table from it: every row not consumed is ready again, in
+// rowid order, whatever state the previous process left it in.
+func Open(dir string, opts *Options) (*DB, error) {
+	var o Options
+	if opts != nil {
+		o = *opts
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.MaxBatchOps <= 0 {
+		o.MaxBatchOps = 1024
+	}
+	log := o.Logger.With("component", "queue")
+	popts := &pebble.Options{
+		FS:     o.FS,
+		Logger: pebbleLogger{log},
+	}
+	start := time.Now()
+	pdb, err := pebble.Open(dir, popts)
+	if err != nil {
+		return nil, fmt.Errorf("queue: open %s: %w", dir, err)
+	}
+	db := &DB{
+		pdb:       pdb,
+		log:       log,
+		writeOpts: pebble.Sync,
+		maxOps:    o.MaxBatchOps,
+		writeCh:   make(chan *op, 256),
+		loopDone:  make(chan struct{}),
+		dbs:       make(map[string]*database),
+		wait:      make(map[*waiter]struct{}),
+	}
+	if o.NoSync {
+		db.writeOpts = pebble.NoSync
+	}
+	if err := db.load(o.InitialDatabases); err != nil {
+		_ = pdb.Close()
+		return nil, err
+	}
+	go db.commitLoop()
+	rows := 0
+	ntables := 0
+	for _, d := range db.dbs {
+		for _, t := range d.tables {
+			ntables++
+			rows += t.free.Len()
+		}
+	}
+	log.Info("store opened", "dir", dir, "databases", len(db.dbs), "tables", ntables,
+		"rows", rows, "sync", !o.NoSync, "duration", time.Since(start).Round(time.Millisecond))
+	return db, nil
+}
+
+// load reads the catalog and the row keys of every table.
+func (db *DB) load(initial []string) error {
+	_, closer, err := db.pdb.Get(formatKey)
+	switch {
+	case errors.Is(err, pebble.ErrNotFound):
+		b := db.pdb.NewBatch()
+		_ = b.Set(formatKey, u64(formatVersion), nil)
+		for _, name := range initial {
+			_ = b.Set(databaseKey(name), nil, nil)
+		}
+		if err := b.Commit(pebble.Sync); err != nil {
+			return fmt.Errorf("queue: initialise store: %w", err)
+		}
+		_ = b.Close()
+	case err != nil:
+		return fmt.Errorf("queue: read format: %w", err)
+	default:
+		_ = closer.Close()
+	}
+
+	it, err := db.pdb.NewIter(&pebble.IterOptions{LowerBound: []byte{kindDatabase}, UpperBound: []byte{kindDatabase + 1}})
+	if err != nil {
+		return err
+	}
+	for it.First(); it.Valid(); it.Next() {
+		name := string(it.Key()[1:])
+		db.dbs[name] = &database{name: name, tables: make(map[string]*table)}
+	}
+	if err := it.Close(); err != nil {
+		return fmt.Errorf("queue: load databases: %w", err)
+	}
+
+	if v, closer, err := db.pdb.Get(tableIDKey); err == nil {
+		db.nextTableID = binary.BigEndian.Uint64(v)
+		_ = closer.Close()
+	} else if !errors.Is(err, pebble.ErrNotFound) {
+		return fmt.Errorf("queue: load table id: %w", err)
+	}
+
+	it, err = db.pdb.NewIter(&pebble.IterOptions{LowerBound: []byte{kindTable}, UpperBound: []byte{kindTable + 1}})
+	if err != nil {
+		return err
+	}
+	var tables []*table
+	for it.First(); it.Valid(); it.Next() {
+		k := it.Key()[1:]
+		i := bytes.IndexByte(k, 0)
+		v, err := it.ValueAndErr()
+		if err != nil || i < 0 || len(v) < 8 {
+			_ = it.Close()
+			return fmt.Errorf("queue: corrupt table record %q: %v", it.Key(), err)
+		}
+		t := newTable(binary.BigEndian.Uint64(v), string(k[:i]), string(k[i+1:]), bytes.Clone(v[8:]))
+		d := db.dbs[t.db]
+		if d == nil {
+			continue
+		}
+		d.tables[t.name] = t
+		tables = append(tables, t)
+	}
+	if err := it.Close(); err != nil {
+		return fmt.Errorf("queue: load tables: %w", err)
+	}
+	for _, t := range tables {
+		if err := db.loadTable(t); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (db *DB) loadTable(t *table) error {
+	v, closer, err := db.pdb.Get(stateKey(t.id))
+	if err == nil {
+		t.lastRowID = binary.BigEndian.Uint64(v)
+		_ = closer.Close()
+	} else if !errors.Is(err, pebble.ErrNotFound) {
+		return fmt.Errorf("queue: load state of %s.%s: %w", t.db, t.name, err)
+	}
+	lo := rowKey(t.id, 0)
+	it, err := db.pdb.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: prefixEnd(lo[:9])})
+	if err != nil {
+		return err
+	}
+	for it.First(); it.Valid(); it.Next() {
+		rowid := rowKeyRowID(it.Key())
+		t.free.ReplaceOrInsert(rowid)
+		if rowid > t.lastRowID { // cannot happen: the state is written with the rows
+			t.lastRowID = rowid
+		}
+	}
+	return it.Close()
+}
+
+// Close wakes every waiter (they return ErrClosed), finishes pending
+// commits and closes the store. Rows owned at that moment are not consumed:
+// they are ready again when the store is next opened.
+func (db *DB) Close() error {
+	db.mu.Lock()
+	if db.closed {
+		db.mu.Unlock()
+		return ErrClosed
+	}
+	db.closed = true
+	for w := range db.wait {
+		db.finishWaiterLocked(w, nil, 0)
+		w.closed = true
+	}
+	db.mu.Unlock()
+
+	db.submitMu.Lock()
+	db.closing = true
+	close(db.writeCh)
+	db.submitMu.Unlock()
+	<-db.loopDone
+	if err := db.pdb.Close(); err != nil {
+		return fmt.Errorf("queue: close: %w", err)
+	}
+	db.log.Info("store closed")
+	return nil
+}
+
+// Databases returns the names of all databases, sorted.
+func (db *DB) Databases() []string {
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	names := make([]string, 0, len(db.dbs))
+	for n := range db.dbs {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// HasDatabase reports whether database name exists.
+func (db *DB) HasDatabase(name string) bool {
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	return db.dbs[name] != nil
+}
+
+// Tables returns the names of the tables of database name, sorted.
+func (db *DB) Tables(name string) ([]string, error) {
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	d := db.dbs[name]
+	if d == nil {
+		return nil, ErrNoSuchDatabase
+	}
+	names := make([]string, 0, len(d.tables))
+	for n := range d.tables {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names, nil
+}
+
+// Table is a handle on the current incarnation of a table. It stays valid
+// after the table is dropped or truncated, but then refers to nothing:
+// inserts through it fail with ErrNoSuchTable and scans see no rows.
+type Table struct{ t *table }
+
+// Name returns the table's name.
+func (h Table) Name() string { return h.t.name }
+
+// Database returns the name of the table's database.
+func (h Table) Database() string { return h.t.db }
+
+// Meta returns the metadata the table was created with. It must not be modified.
+func (h Table) Meta() []byte { return h.t.meta }
+
+// Table returns a handle on table name of database dbname.
+func (db *DB) Table(dbname, name string) (Table, error) {
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	t, err := db.lookupLocked(dbname, name)
+	return Table{t}, err
+}
+
+func (db *DB) lookupLocked(dbname, name string) (*table, error) {
+	if db.closed {
+		return nil, ErrClosed
+	}
+	d := db.dbs[dbname]
+	if d == nil {
+		return nil, ErrNoSuchTable
+	}
+	t := d.tables[name]
+	if t == nil {
+		return nil, ErrNoSuchTable
+	}
+	return t, nil
+}
+
+// Count returns the number of live rows of the table (not consumed),
+// including rows owned by connections; Q4M's COUNT(*) without WHERE.
+func (db *DB) Count(h Table) int {
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	if h.t.dead {
+		return 0
+	}
+	return h.t.free.Len() + h.t.held
+}
+
+// CreateDatabase creates database name.
+func (db *DB) CreateDatabase(name string) error {
+	db.ddlMu.Lock()
+	defer db.ddlMu.Unlock()
+	if db.HasDatabase(name) {
+		return ErrDatabaseExists
+	}
+	return db.submit(&op{
+		prepare: func(b *pebble.Batch) error { return b.Set(databaseKey(name), nil, nil) },
+		apply: func() {
+			db.dbs[name] = &database{name: name, tables: make(map[string]*table)}
+		},
+	})
+}
+
+// DropDatabase drops database name and every table in it.
+func (db *DB) DropDatabase(name string) (int, error) {
+	db.ddlMu.Lock()
+	defer db.ddlMu.Unlock()
+	db.mu.Lock()
+	d := db.dbs[name]
+	var tables []*table
+	if d != nil {
+		for _, t := range d.tables {
+			tables = append(tables, t)
+		}
+	}
+	db.mu.Unlock()
+	if d == nil {
+		return 0, ErrNoSuchDatabase
+	}
+	err := db.submit(&op{
+		prepare: func(b *pebble.Batch) error {
+			for _, t := range tables {
+				retireLocked(b, t)
+				_ = b.Delete(tableKey(name, t.name), nil)
+			}
+			return b.Delete(databaseKey(name), nil)
+		},
+		apply: func() {
+			for _, t := range tables {
+				t.dead = true
+			}
+			delete(db.dbs, name)
+		},
+	})
+	return len(tables), err
+}
+
+// retireLocked writes the deletion of incarnation t into b. It runs on the
+// commit loop.
+func retireLocked(b *pebble.Batch, t *table) {
+	t.wdead = true
+	_ = b.Delete(stateKey(t.id), nil)
+	lo := rowKey(t.id, 0)
+	_ = b.DeleteRange(lo, prefixEnd(lo[:9]), nil)
+}
+
+// CreateTable creates table name in database dbname with the caller's
+// metadata.
+func (db *DB) CreateTable(dbname, name string, meta []byte) error {
+	db.ddlMu.Lock()
+	defer db.ddlMu.Unlock()
+	db.mu.Lock()
+	d := db.dbs[dbname]
+	exists := d != nil && d.tables[name] != nil
+	db.mu.Unlock()
+	if d == nil {
+		return ErrNoSuchDatabase
+	}
+	if exists {
+		return ErrTableExists
+	}
+	db.nextTableID++
+	t := newTable(db.nextTableID, dbname, name, bytes.Clone(meta))
+	return db.submit(&op{
+		prepare: func(b *pebble.Batch) error {
+			_ = b.Set(tableIDKey, u64(t.id), nil)
+			_ = b.Set(tableKey(dbname, name), append(u64(t.id), t.meta...), nil)
+			return b.Set(stateKey(t.id), u64(0), nil)
+		},
+		apply: func() { d.tables[name] = t },
+	})
+}
+
+// DropTable drops the table. Owners of its rows keep harmless handles;
+// waiters on it keep waiting until their timeout.
+func (db *DB) DropTable(dbname, name string) error {
+	db.ddlMu.Lock()
+	defer db.ddlMu.Unlock()
+	db.mu.Lock()
+	t, err := db.lookupLocked(dbname, name)
+	db.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	return db.submit(&op{
+		prepare: func(b *pebble.Batch) error {
+			retireLocked(b, t)
+			return b.Delete(tableKey(dbname, name), nil)
+		},
+		apply: func() {
+			t.dead = true
+			if d := db.dbs[dbname]; d != nil && d.tables[name] == t {
+				delete(d.tables, name)
+			}
+		},
+	})
+}
+
+// TruncateTable empties the table and restarts its rowids at 1. Rows owned
+// at that moment vanish: their owners' later End or Abort affect nothing.
+// Connections waiting on the table keep waiting, on the new incarnation.
+func (db *DB) TruncateTable(dbname, name string) error {
+	return db.ReplaceTable(dbname, name, nil)
+}
+
+// ReplaceTable is TruncateTable that also replaces the table's metadata
+// (nil keeps it).
+func (db *DB) ReplaceTable(dbname, name string, meta []byte) error {
+	db.ddlMu.Lock()
+	defer db.ddlMu.Unlock()
+	db.mu.Lock()
+	old, err := db.lookupLocked(dbname, name)
+	db.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	if meta == nil {
+		meta = old.meta
+	}
+	db.nextTableID++
+	t := newTable(db.nextTableID, dbname, name, bytes.Clone(meta))
+	return db.submit(&op{
+		prepare: func(b *pebble.Batch) error {
+			retireLocked(b, old)
+			_ = b.Set(tableIDKey, u64(t.id), nil)
+			_ = b.Set(tableKey(dbname, name), append(u64(t.id), t.meta...), nil)
+			return b.Set(stateKey(t.id), u64(0), nil)
+		},
+		apply: func() {
+			old.dead = true
+			if d := db.dbs[dbname]; d != nil {
+				d.tables[name] = t
+			}
+			// Waiters move to the new incarnation.
+			for _, w := range old.waiters {
+				for i, wt := range w.tables {
+					if wt == old {
+						w.tables[i] = t
+					}
+				}
+			}
+			t.waiters, old.waiters = old.waiters, nil
+		},
+	})
+}

@@ -1,0 +1,437 @@
+package queue
+
+import (
+	"context"
+	"math"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// Insert appends rows (opaque payloads) to the table as one atomic, durable
+// unit and returns the rowid of the first. It returns after the rows are
+// synced, and only then are they visible and handed to waiters.
+func (db *DB) Insert(h Table, rows [][]byte) (uint64, error) {
+	t := h.t
+	var first uint64
+	err := db.submit(&op{
+		prepare: func(b *pebble.Batch) error {
+			if t.wdead {
+				return ErrNoSuchTable
+			}
+			first = t.lastRowID + 1
+			for i, r := range rows {
+				_ = b.Set(rowKey(t.id, first+uint64(i)), r, nil)
+			}
+			t.lastRowID += uint64(len(rows))
+			return b.Set(stateKey(t.id), u64(t.lastRowID), nil)
+		},
+		apply: func() {
+			if t.dead {
+				return
+			}
+			for i := range rows {
+				t.free.ReplaceOrInsert(first + uint64(i))
+			}
+			db.serveLocked(t)
+		},
+	})
+	return first, err
+}
+
+// Owner is one connection's view of the queues: Q4M's owner mode and the
+// one row it may own. It must be used from one goroutine at a time.
+type Owner struct {
+	db   *DB
+	mode bool
+	row  *held
+}
+
+type held struct {
+	t     *table
+	rowid uint64
+}
+
+// NewOwner returns an Owner in non-owner mode.
+func (db *DB) NewOwner() *Owner { return &Owner{db: db} }
+
+// InOwnerMode reports whether o is in owner mode.
+func (o *Owner) InOwnerMode() bool { return o.mode }
+
+// Sub names one table a Wait subscribes to.
+type Sub struct {
+	Database, Table string
+}
+
+// waiter is a Wait blocked on one or more tables.
+type waiter struct {
+	tables []*table       // argument order; guarded by DB.mu
+	ready  chan struct{}  // closed when finished (under DB.mu)
+	done   bool           // guarded by DB.mu
+	got    *held          // the row handed to this waiter, if any
+	idx    int            // 1-based index of the sub that got
+	closed bool           // the DB was closed while waiting
+}
+
+// MaxWait bounds a Wait's timeout.
+const MaxWait = time.Duration(math.MaxInt32) * time.Second
+
+// Wait consumes the row o owns (if any), then takes the oldest free row of
+// the first table in subs, in argument order, that has one. If none has,
+// and timeout > 0, it blocks until a row arrives on any of them, the timeout
+// elapses, or ctx is done. It returns the 1-based index of the sub whose row
+// o now owns, or 0 on timeout; in both cases o is then in owner mode.
+//
+// A table that does not exist gives ErrNoSuchTable and leaves o in
+// non-owner mode (the previous row is consumed all the same). If ctx ends
+// the wait, the error is context.Cause(ctx) and o is in non-owner mode.
+func (o *Owner) Wait(ctx context.Context, subs []Sub, timeout time.Duration) (int, error) {
+	if err := o.consume(); err != nil {
+		o.mode = false
+		return 0, err
+	}
+	o.mode = false
+	db := o.db
+	db.mu.Lock()
+	tables := make([]*table, 0, len(subs))
+	for i, s := range subs {
+		t, err := db.lookupLocked(s.Database, s.Table)
+		if err != nil {
+			db.mu.Unlock()
+			return 0, err
+		}
+		tables = append(tables, t)
+		if rowid, ok := t.takeLocked(); ok {
+			db.mu.Unlock()
+			o.mode, o.row = true, &held{t, rowid}
+			return i + 1, nil
+		}
+	}
+	if timeout <= 0 {
+		db.mu.Unlock()
+		o.mode = true
+		return 0, nil
+	}
+	w := &waiter{tables: tables, ready: make(chan struct{})}
+	for i, t := range tables {
+		if !containsTable(tables[:i], t) {
+			t.waiters = append(t.waiters, w)
+		}
+	}
+	db.wait[w] = struct{}{}
+	db.mu.Unlock()
+
+	timeout = min(timeout, MaxWait)
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	select {
+	case <-w.ready:
+	case <-timer.C:
+	case <-ctx.Done():
+	}
+
+	db.mu.Lock()
+	if !w.done {
+		db.finishWaiterLocked(w, nil, 0)
+	}
+	got, idx := w.got, w.idx
+	cancelled := ctx.Err() != nil
+	if got != nil && (cancelled || w.closed) {
+		db.releaseLocked(got) // nobody will see it: give it back
+		got = nil
+	}
+	db.mu.Unlock()
+	switch {
+	case w.closed:
+		return 0, ErrClosed
+	case cancelled:
+		return 0, context.Cause(ctx)
+	}
+	o.mode = true
+	if got != nil {
+		o.row = got
+		return idx, nil
+	}
+	return 0, nil
+}
+
+func containsTable(ts []*table, t *table) bool {
+	for _, x := range ts {
+		if x == t {
+			return true
+		}
+	}
+	return false
+}
+
+// takeLocked removes the oldest free row and marks it held.
+func (t *table) takeLocked() (uint64, bool) {
+	if t.dead {
+		return 0, false
+	}
+	rowid, ok := t.free.DeleteMin()
+	if ok {
+		t.held++
+	}
+	return rowid, ok
+}
+
+// finishWaiterLocked unregisters w, records what it got, and wakes it.
+func (db *DB) finishWaiterLocked(w *waiter, got *held, idx int) {
+	if w.done {
+		return
+	}
+	w.done, w.got, w.idx = true, got, idx
+	for _, t := range w.tables {
+		for i, x := range t.waiters {
+			if x == w {
+				t.waiters = append(t.waiters[:i], t.waiters[i+1:]...)
+				break
+			}
+		}
+	}
+	delete(db.wait, w)
+	close(w.ready)
+}
+
+// serveLocked hands free rows of t directly to its waiters, in the order
+// they started waiting. For each waiter the subs naming t are tried in
+// argument order.
+func (db *DB) serveLocked(t *table) {
+	for i := 0; i < len(t.waiters) && t.free.Len() > 0; {
+		w := t.waiters[i]
+		served := false
+		for idx, wt := range w.tables {
+			if wt != t {
+				continue
+			}
+			if rowid, ok := t.takeLocked(); ok {
+				db.finishWaiterLocked(w, &held{t, rowid}, idx+1) // removes w from t.waiters
+				served = true
+			}
+			break
+		}
+		if !served {
+			i++
+		}
+	}
+}
+
+// releaseLocked returns a held row to its original place in the queue and
+// serves waiters.
+func (db *DB) releaseLocked(h *held) {
+	if h.t.dead {
+		return
+	}
+	h.t.held--
+	h.t.free.ReplaceOrInsert(h.rowid)
+	db.serveLocked(h.t)
+}
+
+// consume durably deletes the owned row, if any.
+func (o *Owner) consume() error {
+	h := o.row
+	if h == nil {
+		return nil
+	}
+	o.row = nil
+	return o.db.submit(&op{
+		prepare: func(b *pebble.Batch) error {
+			if h.t.wdead {
+				return nil
+			}
+			return b.Delete(rowKey(h.t.id, h.rowid), nil)
+		},
+		apply: func() {
+			if !h.t.dead {
+				h.t.held--
+			}
+		},
+	})
+}
+
+// End consumes the owned row (durably, before returning) and leaves owner
+// mode. Outside owner mode it does nothing.
+func (o *Owner) End() error {
+	err := o.consume()
+	o.mode = false
+	return err
+}
+
+// Abort releases the owned row back to its place at the head of its queue
+// and leaves owner mode. It reports whether a row was released. Outside
+// owner mode it returns ErrNotOwner.
+func (o *Owner) Abort() (bool, error) {
+	if !o.mode {
+		return false, ErrNotOwner
+	}
+	released := o.release()
+	o.mode = false
+	return released, nil
+}
+
+func (o *Owner) release() bool {
+	h := o.row
+	if h == nil {
+		return false
+	}
+	o.row = nil
+	o.db.mu.Lock()
+	o.db.releaseLocked(h)
+	o.db.mu.Unlock()
+	return !h.t.wdead
+}
+
+// RowID returns the rowid of the owned row; ok is false in owner mode
+// without a row. Outside owner mode it returns ErrNotOwner.
+func (o *Owner) RowID() (rowid uint64, ok bool, err error) {
+	if !o.mode {
+		return 0, false, ErrNotOwner
+	}
+	if o.row == nil {
+		return 0, false, nil
+	}
+	return o.row.rowid, true, nil
+}
+
+// Close releases the owned row (the connection went away) and leaves owner
+// mode. It reports whether a row was released.
+func (o *Owner) Close() bool {
+	released := o.release()
+	o.mode = false
+	return released
+}
+
+// OwnsRowIn reports whether o owns a live row of the table.
+func (o *Owner) OwnsRowIn(h Table) bool {
+	return o.mode && o.row != nil && o.row.t == h.t
+}
+
+// Scan calls fn with the rows of the table that o can see, in rowid order.
+// In owner mode that is only the owned row, and only in its own table;
+// otherwise it is every row not owned by anyone. The payload is valid only
+// during the call. fn returns false to stop.
+func (o *Owner) Scan(h Table, fn func(rowid uint64, payload []byte) bool) error {
+	db := o.db
+	t := h.t
+	if o.mode {
+		if o.row == nil || o.row.t != t {
+			return nil
+		}
+		v, closer, err := db.pdb.Get(rowKey(t.id, o.row.rowid))
+		if err == pebble.ErrNotFound {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		defer closer.Close()
+		fn(o.row.rowid, v)
+		return nil
+	}
+	db.mu.Lock()
+	if t.dead || t.free.Len() == 0 {
+		db.mu.Unlock()
+		return nil
+	}
+	free := t.free.Clone() // copy-on-write: O(1)
+	db.mu.Unlock()
+	lo, _ := free.Min()
+	hi, _ := free.Max()
+	it, err := db.pdb.NewIter(&pebble.IterOptions{
+		LowerBound: rowKey(t.id, lo),
+		UpperBound: rowKey(t.id, hi+1),
+	})
+	if err != nil {
+		return err
+	}
+	for it.First(); it.Valid(); it.Next() {
+		rowid := rowKeyRowID(it.Key())
+		if !free.Has(rowid) {
+			continue
+		}
+		v, err := it.ValueAndErr()
+		if err != nil {
+			_ = it.Close()
+			return err
+		}
+		if !fn(rowid, v) {
+			break
+		}
+	}
+	return it.Close()
+}
+
+// DeleteRows durably deletes the given rows of the table among those o can
+// see (as Scan) and returns how many it deleted. In owner mode it can only
+// delete the owned row; owner mode is kept, without a row.
+func (o *Owner) DeleteRows(h Table, rowids []uint64) (int, error) {
+	if len(rowids) == 0 {
+		return 0, nil
+	}
+	t := h.t
+	if o.mode {
+		if o.row == nil || o.row.t != t || !hasRowID(rowids, o.row.rowid) {
+			return 0, nil
+		}
+		if err := o.consume(); err != nil {
+			return 0, err
+		}
+		return 1, nil
+	}
+	db := o.db
+	db.mu.Lock()
+	if t.dead {
+		db.mu.Unlock()
+		return 0, nil
+	}
+	taken := make([]uint64, 0, len(rowids))
+	for _, r := range rowids {
+		if _, ok := t.free.Delete(r); ok {
+			taken = append(taken, r)
+		}
+	}
+	t.held += len(taken)
+	db.mu.Unlock()
+	if len(taken) == 0 {
+		return 0, nil
+	}
+	err := db.submit(&op{
+		prepare: func(b *pebble.Batch) error {
+			if t.wdead {
+				return nil
+			}
+			for _, r := range taken {
+				_ = b.Delete(rowKey(t.id, r), nil)
+			}
+			return nil
+		},
+		apply: func() {
+			if !t.dead {
+				t.held -= len(taken)
+			}
+		},
+		undo: func() {
+			if !t.dead {
+				t.held -= len(taken)
+				for _, r := range taken {
+					t.free.ReplaceOrInsert(r)
+				}
+			}
+		},
+	})
+	if err != nil {
+		return 0, err
+	}
+	return len(taken), nil
+}
+
+func hasRowID(ids []uint64, id uint64) bool {
+	for _, x := range ids {
+		if x == id {
+			return true
+		}
+	}
+	return false
+}
+

@@ -1,0 +1,103 @@
+package queue
+
+import (
+	"fmt"
+
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// op is one write submitted to the commit loop.
+type op struct {
+	// prepare runs on the commit loop, in submission order, and writes the
+	// operation into the shared batch. It must either write nothing and
+	// return an error, or succeed.
+	prepare func(b *pebble.Batch) error
+	// apply runs under DB.mu once the batch is durable. It publishes the
+	// effect to the in-memory index (and so to readers and waiters).
+	apply func()
+	// undo, if set, runs under DB.mu when the commit failed.
+	undo func()
+
+	err  error
+	done chan struct{}
+}
+
+// submit hands o to the commit loop and waits until its batch is durable
+// (or failed).
+func (db *DB) submit(o *op) error {
+	o.done = make(chan struct{})
+	db.submitMu.RLock()
+	if db.closing {
+		db.submitMu.RUnlock()
+		return ErrClosed
+	}
+	db.writeCh <- o
+	db.submitMu.RUnlock()
+	<-o.done
+	return o.err
+}
+
+// commitLoop is the group commit: it takes every operation queued while the
+// previous commit was syncing, writes them as one batch and syncs once.
+func (db *DB) commitLoop() {
+	defer close(db.loopDone)
+	ops := make([]*op, 0, 64)
+	for first := range db.writeCh {
+		ops = append(ops[:0], first)
+	gather:
+		for len(ops) < db.maxOps {
+			select {
+			case o, ok := <-db.writeCh:
+				if !ok {
+					break gather
+				}
+				ops = append(ops, o)
+			default:
+				break gather
+			}
+		}
+		db.commit(ops)
+	}
+}
+
+func (db *DB) commit(ops []*op) {
+	db.mu.Lock()
+	failed := db.failed
+	db.mu.Unlock()
+
+	b := db.pdb.NewBatch()
+	for _, o := range ops {
+		if failed != nil {
+			o.err = failed
+			continue
+		}
+		o.err = o.prepare(b)
+	}
+	var cerr error
+	if failed == nil && !b.Empty() {
+		cerr = b.Commit(db.writeOpts)
+	}
+	_ = b.Close()
+
+	db.mu.Lock()
+	if cerr != nil {
+		db.failed = fmt.Errorf("%w: %v", ErrStorage, cerr)
+		db.log.Error("commit failed; refusing further writes until restart", "err", cerr)
+	}
+	for _, o := range ops {
+		switch {
+		case o.err != nil:
+		case cerr != nil:
+			o.err = db.failed
+			if o.undo != nil {
+				o.undo()
+			}
+		case o.apply != nil:
+			o.apply()
+		}
+	}
+	db.mu.Unlock()
+	for _, o := range ops {
+		close(o.done)
+	}
+}
