@@ -65,12 +65,12 @@ type Sub struct {
 
 // waiter is a Wait blocked on one or more tables.
 type waiter struct {
-	tables []*table       // argument order; guarded by DB.mu
-	ready  chan struct{}  // closed when finished (under DB.mu)
-	done   bool           // guarded by DB.mu
-	got    *held          // the row handed to this waiter, if any
-	idx    int            // 1-based index of the sub that got
-	closed bool           // the DB was closed while waiting
+	tables []*table      // argument order; guarded by DB.mu
+	ready  chan struct{} // closed when finished (under DB.mu)
+	done   bool          // guarded by DB.mu
+	got    *held         // the row handed to this waiter, if any
+	idx    int           // 1-based index of the sub that got
+	closed bool          // the DB was closed while waiting
 }
 
 // MaxWait bounds a Wait's timeout.
@@ -434,4 +434,3 @@ func hasRowID(ids []uint64, id uint64) bool {
 	}
 	return false
 }
-
