@@ -1,0 +1,248 @@
+package sqlfront
+
+import (
+	"context"
+	"time"
+
+	"github.com/pingcap/tidb/pkg/parser/ast"
+	pmysql "github.com/pingcap/tidb/pkg/parser/mysql"
+)
+
+func (s *Session) insert(ctx context.Context, ins *ast.InsertStmt, params []any) (*Result, error) {
+	if ins.Select != nil {
+		return nil, notSupported("INSERT ... SELECT")
+	}
+	tn, err := singleTable(ins.Table.TableRefs)
+	if err != nil {
+		return nil, err
+	}
+	if isSystemSchema(tn.Schema.L) {
+		return nil, notSupported("writes to " + tn.Schema.O)
+	}
+	t, sch, err := s.resolve(tn)
+	if err != nil {
+		return nil, err
+	}
+	// Target columns, in statement order.
+	targets := make([]int, 0, len(sch.Columns))
+	if len(ins.Columns) == 0 && !ins.Setlist {
+		for i := range sch.Columns {
+			targets = append(targets, i)
+		}
+	} else {
+		seen := make(map[int]bool, len(ins.Columns))
+		for _, cn := range ins.Columns {
+			i, _ := sch.column(cn.Name.O)
+			if i < 0 {
+				return nil, errorf(ErrCodeBadField, "Unknown column '%s' in 'field list'", cn.Name.O)
+			}
+			if seen[i] {
+				return nil, errorf(ErrCodeFieldSpecified, "Column '%s' specified twice", cn.Name.O)
+			}
+			seen[i] = true
+			targets = append(targets, i)
+		}
+	}
+	env := &evalEnv{ctx: ctx, s: s, params: params, sch: sch, clause: "field list"}
+	now := time.Now()
+	payloads := make([][]byte, 0, len(ins.Lists))
+	for r, list := range ins.Lists {
+		rowNum := r + 1
+		if len(list) != len(targets) && !(len(list) == 0 && len(ins.Columns) == 0) {
+			return nil, errorf(ErrCodeWrongValueCount, "Column count doesn't match value count at row %d", rowNum)
+		}
+		vals := make([]any, len(sch.Columns))
+		set := make([]bool, len(sch.Columns))
+		for k, e := range list {
+			i := targets[k]
+			c := sch.Columns[i]
+			var v any
+			if _, isDefault := e.(*ast.DefaultExpr); isDefault {
+				dv, err := defaultValue(c, rowNum, now)
+				if err != nil {
+					return nil, err
+				}
+				vals[i], set[i] = dv, true
+				continue
+			}
+			env.row = vals
+			v, err := env.eval(e)
+			if err != nil {
+				return nil, err
+			}
+			if v == nil {
+				if c.NotNull {
+					return nil, errorf(ErrCodeBadNull, "Column '%s' cannot be null", c.Name)
+				}
+				vals[i], set[i] = nil, true
+				continue
+			}
+			cv, err := convertValue(c, v, rowNum)
+			if err != nil {
+				return nil, err
+			}
+			vals[i], set[i] = cv, true
+		}
+		for i, c := range sch.Columns {
+			if set[i] {
+				continue
+			}
+			dv, err := defaultValue(c, rowNum, now)
+			if err != nil {
+				return nil, err
+			}
+			vals[i] = dv
+		}
+		payloads = append(payloads, encodeRow(vals))
+	}
+	if len(payloads) == 0 {
+		return &Result{}, nil
+	}
+	if _, err := s.eng.db.Insert(t, payloads); err != nil {
+		return nil, &TableError{Database: t.Database(), Table: t.Name(), Err: err}
+	}
+	s.lastRowCount = int64(len(payloads))
+	return &Result{AffectedRows: uint64(len(payloads))}, nil
+}
+
+// defaultValue is the value of an omitted column, with strict mode's error
+// for a NOT NULL column without a default.
+func defaultValue(c *columnDef, row int, now time.Time) (any, error) {
+	switch {
+	case c.DefaultNow:
+		return formatDatetime(pmysql.TypeDatetime, now, c.Decimal), nil
+	case c.HasDefault:
+		if s, ok := c.Default.(string); ok && c.Binary {
+			return []byte(s), nil
+		}
+		return c.Default, nil
+	case !c.NotNull:
+		return nil, nil
+	}
+	return nil, errorf(ErrCodeNoDefault, "Field '%s' doesn't have a default value", c.Name)
+}
+
+func (s *Session) delete(ctx context.Context, del *ast.DeleteStmt, params []any) (*Result, error) {
+	if del.IsMultiTable {
+		return nil, notSupported("multi-table DELETE")
+	}
+	tn, err := singleTable(del.TableRefs.TableRefs)
+	if err != nil {
+		return nil, err
+	}
+	t, sch, err := s.resolve(tn)
+	if err != nil {
+		return nil, err
+	}
+	offset, count, err := s.limit(del.Limit, params)
+	if err != nil {
+		return nil, err
+	}
+	env := &evalEnv{ctx: ctx, s: s, params: params, sch: sch, clause: "where clause"}
+	type cand struct {
+		rowid uint64
+		row   []any
+	}
+	var cands []cand
+	var ferr error
+	ordered := del.Order != nil
+	err = s.scan(t, sch, func(rowid uint64, row []any) bool {
+		if del.Where != nil {
+			env.row = row
+			v, err := env.eval(del.Where)
+			if err != nil {
+				ferr = err
+				return false
+			}
+			if v == nil || !truth(v) {
+				return true
+			}
+		}
+		cands = append(cands, cand{rowid, row})
+		return ordered || count < 0 || int64(len(cands)) < offset+count
+	})
+	if ferr != nil {
+		return nil, ferr
+	}
+	if err != nil {
+		return nil, err
+	}
+	if ordered {
+		rows := make([][]any, len(cands))
+		byRow := make(map[*any]uint64, len(cands))
+		for i, c := range cands {
+			rows[i] = c.row
+			if len(c.row) > 0 {
+				byRow[&c.row[0]] = c.rowid
+			}
+		}
+		if err := s.sortRows(env, rows, del.Order.Items); err != nil {
+			return nil, err
+		}
+		for i, r := range rows {
+			cands[i] = cand{rowid: byRow[&r[0]], row: r}
+		}
+	}
+	ids := make([]uint64, 0, len(cands))
+	for _, c := range cands {
+		ids = append(ids, c.rowid)
+	}
+	if count >= 0 && int64(len(ids)) > count {
+		ids = ids[:count]
+	}
+	n, err := s.owner.DeleteRows(t, ids)
+	if err != nil {
+		return nil, &TableError{Database: t.Database(), Table: t.Name(), Err: err}
+	}
+	s.lastRowCount = int64(n)
+	return &Result{AffectedRows: uint64(n)}, nil
+}
+
+// update refuses as Q4M does: the engine has no UPDATE, so MySQL reports
+// 1031 as soon as a row matches; with no match the statement succeeds.
+func (s *Session) update(ctx context.Context, up *ast.UpdateStmt, params []any) (*Result, error) {
+	if up.MultipleTable {
+		return nil, notSupported("multi-table UPDATE")
+	}
+	tn, err := singleTable(up.TableRefs.TableRefs)
+	if err != nil {
+		return nil, err
+	}
+	t, sch, err := s.resolve(tn)
+	if err != nil {
+		return nil, err
+	}
+	for _, a := range up.List {
+		if i, _ := sch.column(a.Column.Name.O); i < 0 {
+			return nil, errorf(ErrCodeBadField, "Unknown column '%s' in 'field list'", a.Column.Name.O)
+		}
+	}
+	env := &evalEnv{ctx: ctx, s: s, params: params, sch: sch, clause: "where clause"}
+	matched := false
+	var ferr error
+	err = s.scan(t, sch, func(_ uint64, row []any) bool {
+		if up.Where != nil {
+			env.row = row
+			v, err := env.eval(up.Where)
+			if err != nil {
+				ferr = err
+				return false
+			}
+			if v == nil || !truth(v) {
+				return true
+			}
+		}
+		matched = true
+		return false
+	})
+	if ferr != nil {
+		return nil, ferr
+	}
+	if err != nil {
+		return nil, err
+	}
+	if matched {
+		return nil, errorf(ErrCodeTableNoOption, "Table storage engine for '%s' doesn't have this option", t.Name())
+	}
+	return &Result{}, nil
+}

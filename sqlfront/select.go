@@ -1,0 +1,491 @@
+package sqlfront
+
+import (
+	"context"
+	"sort"
+
+	"github.com/pingcap/tidb/pkg/parser/ast"
+	pmysql "github.com/pingcap/tidb/pkg/parser/mysql"
+	"github.com/pingcap/tidb/pkg/parser/test_driver"
+
+	"github.com/q4mproxy/q4mproxy/queue"
+)
+
+func (s *Session) selectStmt(ctx context.Context, sel *ast.SelectStmt, params []any) (*Result, error) {
+	if sel.Kind != ast.SelectStmtKindSelect {
+		return nil, notSupported("UNION, VALUES and TABLE statements")
+	}
+	if sel.From == nil {
+		return s.selectNoTable(ctx, sel, params)
+	}
+	tn, err := singleTable(sel.From.TableRefs)
+	if err != nil {
+		return nil, err
+	}
+	if sel.GroupBy != nil || sel.Having != nil || sel.Distinct {
+		return nil, notSupported("GROUP BY, HAVING and DISTINCT")
+	}
+	if sel.LockInfo != nil && sel.LockInfo.LockType != ast.SelectLockNone {
+		return nil, notSupported("SELECT ... FOR UPDATE / LOCK IN SHARE MODE on queue tables")
+	}
+	if isSystemSchema(tn.Schema.L) {
+		return nil, notSupported("queries on " + tn.Schema.O)
+	}
+	t, sch, err := s.resolve(tn)
+	if err != nil {
+		return nil, err
+	}
+	env := &evalEnv{ctx: ctx, s: s, params: params, sch: sch}
+	where := sel.Where
+
+	// The one-statement consume form of MySQL 5.1/5.5:
+	// SELECT ... FROM t WHERE queue_wait('t'). queue_wait runs first, once;
+	// the scan then runs in the mode it left.
+	if fc := queueWaitCall(where); fc != nil {
+		if err := s.initQueueFuncs(fc); err != nil {
+			return nil, err
+		}
+		v, err := s.queueFunc(env, fc)
+		if err != nil {
+			return nil, err
+		}
+		if v == nil || !truth(v) {
+			return s.emptyResult(sel, t, sch)
+		}
+		where = nil
+	} else {
+		for _, f := range sel.Fields.Fields {
+			if f.Expr != nil && containsQueueFunc(f.Expr) {
+				return nil, udfInitError("queue_wait", "queue functions cannot be evaluated per row of a table; use SELECT queue_wait(...) or SELECT * FROM t WHERE queue_wait(...)")
+			}
+		}
+		if where != nil && containsQueueFunc(where) {
+			return nil, udfInitError("queue_wait", "as of MySQL 5.6, the function cannot be used within a WHERE clause")
+		}
+	}
+
+	// COUNT(*) alone.
+	if agg := countStar(sel); agg != nil {
+		var n int64
+		switch {
+		case where == nil && !s.owner.InOwnerMode():
+			n = int64(s.eng.db.Count(t)) // Q4M: counts rows owned by others too
+		default:
+			env.clause = "where clause"
+			var ferr error
+			err := s.scan(t, sch, func(_ uint64, row []any) bool {
+				if where != nil {
+					env.row = row
+					v, err := env.eval(where)
+					if err != nil {
+						ferr = err
+						return false
+					}
+					if v == nil || !truth(v) {
+						return true
+					}
+				}
+				n++
+				return true
+			})
+			if ferr != nil {
+				return nil, ferr
+			}
+			if err != nil {
+				return nil, err
+			}
+		}
+		col := intCol(fieldName(sel.Fields.Fields[0]))
+		col.Flags |= flagNotNull
+		s.lastFoundRows = 1
+		return &Result{Columns: []Column{col}, Rows: [][]any{{n}}}, nil
+	}
+
+	cols, proj, err := s.projection(sel, t, sch)
+	if err != nil {
+		return nil, err
+	}
+	offset, count, err := s.limit(sel.Limit, params)
+	if err != nil {
+		return nil, err
+	}
+	type match struct{ row []any }
+	var matches [][]any
+	var ferr error
+	ordered := sel.OrderBy != nil
+	err = s.scan(t, sch, func(_ uint64, row []any) bool {
+		if where != nil {
+			env.row, env.clause = row, "where clause"
+			v, err := env.eval(where)
+			if err != nil {
+				ferr = err
+				return false
+			}
+			if v == nil || !truth(v) {
+				return true
+			}
+		}
+		matches = append(matches, row)
+		return ordered || count < 0 || int64(len(matches)) < offset+count
+	})
+	if ferr != nil {
+		return nil, ferr
+	}
+	if err != nil {
+		return nil, err
+	}
+	if ordered {
+		if err := s.sortRows(env, matches, sel.OrderBy.Items); err != nil {
+			return nil, err
+		}
+	}
+	matches = applyLimit(matches, offset, count)
+	res := &Result{Columns: cols, Rows: make([][]any, 0, len(matches))}
+	env.clause = "field list"
+	for _, row := range matches {
+		out := make([]any, 0, len(cols))
+		for _, p := range proj {
+			if p.expr == nil {
+				out = append(out, row[p.col])
+				continue
+			}
+			env.row = row
+			v, err := env.eval(p.expr)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, v)
+		}
+		res.Rows = append(res.Rows, out)
+	}
+	fixExprColumnTypes(res, proj)
+	s.lastFoundRows = int64(len(res.Rows))
+	return res, nil
+}
+
+func isSystemSchema(name string) bool {
+	switch name {
+	case "information_schema", "mysql", "performance_schema", "sys":
+		return true
+	}
+	return false
+}
+
+// scan decodes the rows the session can see.
+func (s *Session) scan(t queue.Table, sch *tableSchema, fn func(rowid uint64, row []any) bool) error {
+	var derr error
+	err := s.owner.Scan(t, func(rowid uint64, payload []byte) bool {
+		row, err := decodeRow(payload, nil)
+		if err != nil {
+			derr = err
+			return false
+		}
+		for len(row) < len(sch.Columns) {
+			row = append(row, nil)
+		}
+		return fn(rowid, row)
+	})
+	if derr != nil {
+		return derr
+	}
+	return err
+}
+
+func singleTable(refs *ast.Join) (*ast.TableName, error) {
+	if refs == nil || refs.Right != nil {
+		return nil, notSupported("joins")
+	}
+	ts, ok := refs.Left.(*ast.TableSource)
+	if !ok {
+		return nil, notSupported("joins and subqueries")
+	}
+	tn, ok := ts.Source.(*ast.TableName)
+	if !ok {
+		return nil, notSupported("subqueries in FROM")
+	}
+	return tn, nil
+}
+
+// queueWaitCall returns the queue_wait call if where is exactly one.
+func queueWaitCall(where ast.ExprNode) *ast.FuncCallExpr {
+	for {
+		p, ok := where.(*ast.ParenthesesExpr)
+		if !ok {
+			break
+		}
+		where = p.Expr
+	}
+	if fc, ok := where.(*ast.FuncCallExpr); ok && fc.FnName.L == "queue_wait" {
+		return fc
+	}
+	return nil
+}
+
+func containsQueueFunc(n ast.Node) bool {
+	v := &queueFuncFinder{}
+	n.Accept(v)
+	return len(v.found) > 0
+}
+
+func countStar(sel *ast.SelectStmt) *ast.AggregateFuncExpr {
+	if len(sel.Fields.Fields) != 1 {
+		return nil
+	}
+	agg, ok := sel.Fields.Fields[0].Expr.(*ast.AggregateFuncExpr)
+	if !ok || agg.F != "count" || agg.Distinct || len(agg.Args) != 1 {
+		return nil
+	}
+	if v, ok := agg.Args[0].(*test_driver.ValueExpr); ok && v.GetValue() != nil {
+		return agg // COUNT(*) is parsed as COUNT(1)
+	}
+	return nil
+}
+
+func fieldName(f *ast.SelectField) string {
+	if f.AsName.O != "" {
+		return f.AsName.O
+	}
+	if cn, ok := f.Expr.(*ast.ColumnNameExpr); ok {
+		return cn.Name.Name.O
+	}
+	return f.Text()
+}
+
+// projItem is one output column: a table column (col) or an expression.
+type projItem struct {
+	col  int
+	expr ast.ExprNode
+}
+
+func (s *Session) projection(sel *ast.SelectStmt, t queue.Table, sch *tableSchema) ([]Column, []projItem, error) {
+	var cols []Column
+	var proj []projItem
+	for _, f := range sel.Fields.Fields {
+		if f.WildCard != nil {
+			for i, c := range sch.Columns {
+				cols = append(cols, c.resultColumn(t.Database(), t.Name()))
+				proj = append(proj, projItem{col: i})
+			}
+			continue
+		}
+		if _, ok := f.Expr.(*ast.AggregateFuncExpr); ok {
+			return nil, nil, notSupported("aggregate functions other than COUNT(*) alone")
+		}
+		if cn, ok := f.Expr.(*ast.ColumnNameExpr); ok {
+			i, c := sch.column(cn.Name.Name.O)
+			if c == nil {
+				return nil, nil, errorf(ErrCodeBadField, "Unknown column '%s' in 'field list'", cn.Name.Name.O)
+			}
+			col := c.resultColumn(t.Database(), t.Name())
+			col.Name = fieldName(f)
+			cols = append(cols, col)
+			proj = append(proj, projItem{col: i})
+			continue
+		}
+		cols = append(cols, textCol(fieldName(f)))
+		proj = append(proj, projItem{col: -1, expr: f.Expr})
+	}
+	return cols, proj, nil
+}
+
+func (s *Session) emptyResult(sel *ast.SelectStmt, t queue.Table, sch *tableSchema) (*Result, error) {
+	if countStar(sel) != nil {
+		return &Result{Columns: []Column{intCol(fieldName(sel.Fields.Fields[0]))}, Rows: [][]any{{int64(0)}}}, nil
+	}
+	cols, _, err := s.projection(sel, t, sch)
+	if err != nil {
+		return nil, err
+	}
+	s.lastFoundRows = 0
+	return &Result{Columns: cols, Rows: [][]any{}}, nil
+}
+
+// limit evaluates LIMIT [offset,] count; count < 0 means none.
+func (s *Session) limit(l *ast.Limit, params []any) (int64, int64, error) {
+	if l == nil {
+		return 0, -1, nil
+	}
+	env := &evalEnv{s: s, params: params, clause: "limit clause"}
+	get := func(e ast.ExprNode) (int64, error) {
+		if e == nil {
+			return 0, nil
+		}
+		v, err := env.eval(e)
+		if err != nil {
+			return 0, err
+		}
+		n, ok := asInt(v)
+		if !ok || n < 0 {
+			if u, isU := v.(uint64); isU {
+				return int64(min(u, 1<<62)), nil
+			}
+			return 0, errorf(ErrCodeWrongArguments, "Incorrect arguments to LIMIT")
+		}
+		return n, nil
+	}
+	off, err := get(l.Offset)
+	if err != nil {
+		return 0, 0, err
+	}
+	cnt, err := get(l.Count)
+	return off, cnt, err
+}
+
+func applyLimit(rows [][]any, offset, count int64) [][]any {
+	if offset >= int64(len(rows)) {
+		return rows[:0]
+	}
+	rows = rows[offset:]
+	if count >= 0 && count < int64(len(rows)) {
+		rows = rows[:count]
+	}
+	return rows
+}
+
+func (s *Session) sortRows(env *evalEnv, rows [][]any, items []*ast.ByItem) error {
+	keys := make([][]any, len(rows))
+	env.clause = "order clause"
+	for i, row := range rows {
+		env.row = row
+		k := make([]any, len(items))
+		for j, it := range items {
+			if v, ok := it.Expr.(*test_driver.ValueExpr); ok { // ORDER BY 2
+				if n, ok := asInt(v.GetValue()); ok && n >= 1 && int(n) <= len(row) {
+					k[j] = row[n-1]
+					continue
+				}
+			}
+			v, err := env.eval(it.Expr)
+			if err != nil {
+				return err
+			}
+			k[j] = v
+		}
+		keys[i] = k
+	}
+	idx := make([]int, len(rows))
+	for i := range idx {
+		idx[i] = i
+	}
+	sort.SliceStable(idx, func(a, b int) bool {
+		ka, kb := keys[idx[a]], keys[idx[b]]
+		for j, it := range items {
+			c := compareNullsFirst(ka[j], kb[j])
+			if it.Desc {
+				c = -c
+			}
+			if c != 0 {
+				return c < 0
+			}
+		}
+		return false
+	})
+	sorted := make([][]any, len(rows))
+	for i, j := range idx {
+		sorted[i] = rows[j]
+	}
+	copy(rows, sorted)
+	return nil
+}
+
+func compareNullsFirst(a, b any) int {
+	switch {
+	case a == nil && b == nil:
+		return 0
+	case a == nil:
+		return -1
+	case b == nil:
+		return 1
+	}
+	return compare(a, b)
+}
+
+// selectNoTable evaluates a SELECT without FROM.
+func (s *Session) selectNoTable(ctx context.Context, sel *ast.SelectStmt, params []any) (*Result, error) {
+	var nodes []ast.Node
+	for _, f := range sel.Fields.Fields {
+		if f.WildCard != nil {
+			return nil, errorf(1096, "No tables used")
+		}
+		nodes = append(nodes, f.Expr)
+	}
+	if err := s.initQueueFuncs(nodes...); err != nil {
+		return nil, err
+	}
+	env := &evalEnv{ctx: ctx, s: s, params: params, clause: "field list"}
+	if sel.Where != nil {
+		v, err := env.eval(sel.Where)
+		if err != nil {
+			return nil, err
+		}
+		if v == nil || !truth(v) {
+			return s.noTableResult(sel, nil), nil
+		}
+	}
+	row := make([]any, len(sel.Fields.Fields))
+	for i, f := range sel.Fields.Fields {
+		v, err := env.eval(f.Expr)
+		if err != nil {
+			return nil, err
+		}
+		row[i] = v
+	}
+	offset, count, err := s.limit(sel.Limit, params)
+	if err != nil {
+		return nil, err
+	}
+	if offset > 0 || count == 0 {
+		return s.noTableResult(sel, row), nil
+	}
+	res := s.noTableResult(sel, row)
+	res.Rows = [][]any{row}
+	s.lastFoundRows = 1
+	return res, nil
+}
+
+func (s *Session) noTableResult(sel *ast.SelectStmt, row []any) *Result {
+	cols := make([]Column, len(sel.Fields.Fields))
+	for i, f := range sel.Fields.Fields {
+		name := fieldName(f)
+		if fc, ok := f.Expr.(*ast.FuncCallExpr); ok && isQueueFunc(fc.FnName.L) {
+			cols[i] = queueFuncColumn(fc.FnName.L, name)
+			continue
+		}
+		var v any
+		if row != nil {
+			v = row[i]
+		}
+		cols[i] = valueColumn(name, v)
+	}
+	return &Result{Columns: cols, Rows: [][]any{}}
+}
+
+// valueColumn describes an expression's column by its value.
+func valueColumn(name string, v any) Column {
+	switch x := v.(type) {
+	case int64:
+		return intCol(name)
+	case uint64:
+		c := intCol(name)
+		c.Flags |= flagUnsigned
+		return c
+	case float64:
+		return Column{Name: name, Type: pmysql.TypeDouble, Length: 22, Decimals: 31, Charset: CollationBinary, Flags: flagBinary | flagNum}
+	case []byte:
+		return Column{Name: name, Type: pmysql.TypeVarString, Length: uint32(max(len(x), 1)), Charset: CollationBinary, Flags: flagBinary}
+	case nil:
+		return Column{Name: name, Type: pmysql.TypeNull, Charset: CollationBinary, Flags: flagBinary}
+	}
+	return textCol(name)
+}
+
+func fixExprColumnTypes(res *Result, proj []projItem) {
+	if len(res.Rows) == 0 {
+		return
+	}
+	for i, p := range proj {
+		if p.expr != nil {
+			res.Columns[i] = valueColumn(res.Columns[i].Name, res.Rows[0][i])
+		}
+	}
+}

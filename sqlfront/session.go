@@ -1,0 +1,399 @@
+package sqlfront
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"unsafe"
+
+	"github.com/pingcap/tidb/pkg/parser"
+	"github.com/pingcap/tidb/pkg/parser/ast"
+	"github.com/pingcap/tidb/pkg/parser/format"
+	"github.com/pingcap/tidb/pkg/parser/test_driver"
+
+	"github.com/q4mproxy/q4mproxy/queue"
+)
+
+// Config configures an Engine.
+type Config struct {
+	// Version is the server version (VERSION(), @@version).
+	Version string
+	// VersionComment is @@version_comment.
+	VersionComment string
+	// MaxAllowedPacket is reported as @@max_allowed_packet.
+	MaxAllowedPacket int64
+	// Port and Hostname are reported as @@port and @@hostname.
+	Port     int
+	Hostname string
+	// Kill, if set, carries out KILL [QUERY] id for a session of user.
+	Kill func(ctx context.Context, id uint64, query bool, user string) error
+	// Logger; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// Engine holds what all sessions share: the queue store and configuration.
+type Engine struct {
+	db  *queue.DB
+	cfg Config
+	log *slog.Logger
+
+	schemas sync.Map // *byte (table metadata) -> *tableSchema
+}
+
+// NewEngine returns an Engine serving the queues of db.
+func NewEngine(db *queue.DB, cfg Config) *Engine {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.MaxAllowedPacket == 0 {
+		cfg.MaxAllowedPacket = 64 << 20
+	}
+	return &Engine{db: db, cfg: cfg, log: cfg.Logger.With("component", "sqlfront")}
+}
+
+// Session is one connection's SQL state: current database, variables and
+// Q4M owner mode. It is not safe for concurrent use.
+type Session struct {
+	eng    *Engine
+	owner  *queue.Owner
+	p      *parser.Parser
+	db     string
+	connID uint32
+	user   string
+	host   string
+
+	autocommit bool
+	vars       map[string]any // session system variables that were SET
+	userVars   map[string]any
+
+	lastInsertID  uint64
+	lastRowCount  int64
+	lastFoundRows int64
+}
+
+// NewSession returns a session for connection connID of user@host.
+func (e *Engine) NewSession(connID uint32, user, host string) *Session {
+	return &Session{
+		eng:        e,
+		owner:      e.db.NewOwner(),
+		p:          parser.New(),
+		connID:     connID,
+		user:       user,
+		host:       host,
+		autocommit: true,
+		vars:       map[string]any{},
+		userVars:   map[string]any{},
+	}
+}
+
+// SetConnID sets the connection id (known only after the handshake).
+func (s *Session) SetConnID(id uint32) { s.connID = id }
+
+// SetUser sets the authenticated user and client host.
+func (s *Session) SetUser(user, host string) { s.user, s.host = user, host }
+
+// Database returns the current database ("" if none).
+func (s *Session) Database() string { return s.db }
+
+// AutoCommit reports the session's autocommit setting.
+func (s *Session) AutoCommit() bool { return s.autocommit }
+
+// Close releases the row the session owns, if any, back to its queue (the
+// connection went away). It reports whether a row was released.
+func (s *Session) Close() bool { return s.owner.Close() }
+
+// UseDB makes name the current database (COM_INIT_DB and USE).
+func (s *Session) UseDB(name string) error {
+	if !s.eng.db.HasDatabase(name) {
+		return errorf(ErrCodeBadDB, "Unknown database '%s'", name)
+	}
+	s.db = name
+	return nil
+}
+
+// Exec parses and executes one statement.
+func (s *Session) Exec(ctx context.Context, sql string) (*Result, error) {
+	if r, ok, err := s.preRoute(ctx, sql); ok {
+		return r, err
+	}
+	stmt, err := s.parseOne(sql)
+	if err != nil {
+		return nil, err
+	}
+	return s.execStmt(ctx, stmt, nil)
+}
+
+func (s *Session) parseOne(sql string) (ast.StmtNode, error) {
+	stmts, _, err := s.p.Parse(sql, "", "")
+	if err != nil {
+		return nil, parseError(sql, err)
+	}
+	switch len(stmts) {
+	case 0:
+		return nil, errorf(1065, "Query was empty")
+	case 1:
+		return stmts[0], nil
+	}
+	// Multiple statements are not advertised (CLIENT_MULTI_STATEMENTS), so
+	// a real server reports a syntax error at the second one.
+	return nil, errorf(ErrCodeParse, "You have an error in your SQL syntax; check the manual that corresponds to your MySQL server version for the right syntax to use near '%s' at line 1", strings.TrimSpace(stmts[1].Text()))
+}
+
+// Stmt is a prepared statement.
+type Stmt struct {
+	node   ast.StmtNode
+	params int
+}
+
+// NumParams returns the number of ? placeholders.
+func (st *Stmt) NumParams() int { return st.params }
+
+// Prepare parses a statement with ? placeholders for Execute.
+func (s *Session) Prepare(sql string) (*Stmt, error) {
+	stmt, err := s.parseOne(sql)
+	if err != nil {
+		return nil, err
+	}
+	v := &paramCounter{}
+	stmt.Accept(v)
+	return &Stmt{node: stmt, params: v.n}, nil
+}
+
+// Execute runs a prepared statement with args bound to its placeholders.
+// Args are nil, int64, uint64, float64, string or []byte.
+func (s *Session) Execute(ctx context.Context, st *Stmt, args []any) (*Result, error) {
+	if len(args) != st.params {
+		return nil, errorf(ErrCodeWrongArguments, "Incorrect arguments to mysqld_stmt_execute")
+	}
+	return s.execStmt(ctx, st.node, args)
+}
+
+type paramCounter struct{ n int }
+
+func (v *paramCounter) Enter(n ast.Node) (ast.Node, bool) {
+	if _, ok := n.(*test_driver.ParamMarkerExpr); ok {
+		v.n++
+	}
+	return n, false
+}
+
+func (v *paramCounter) Leave(n ast.Node) (ast.Node, bool) { return n, true }
+
+// execStmt is the routing point: every statement passes here.
+func (s *Session) execStmt(ctx context.Context, stmt ast.StmtNode, params []any) (*Result, error) {
+	switch x := stmt.(type) {
+	case *ast.SelectStmt:
+		return s.selectStmt(ctx, x, params)
+	case *ast.InsertStmt:
+		return s.insert(ctx, x, params)
+	case *ast.DeleteStmt:
+		return s.delete(ctx, x, params)
+	case *ast.UpdateStmt:
+		return s.update(ctx, x, params)
+	case *ast.SetStmt:
+		return s.set(x, params)
+	case *ast.ShowStmt:
+		return s.show(x)
+	case *ast.ExplainStmt:
+		if sh, ok := x.Stmt.(*ast.ShowStmt); ok { // DESCRIBE t
+			return s.show(sh)
+		}
+		return nil, notSupported("EXPLAIN")
+	case *ast.UseStmt:
+		return nil, s.UseDB(x.DBName)
+	case *ast.BeginStmt, *ast.CommitStmt, *ast.RollbackStmt:
+		return &Result{}, nil // Q4M is not transactional: every statement takes effect at once
+	case *ast.CreateTableStmt:
+		return s.createTable(x)
+	case *ast.DropTableStmt:
+		return s.dropTable(x)
+	case *ast.TruncateTableStmt:
+		return s.truncate(x)
+	case *ast.CreateDatabaseStmt:
+		return s.createDatabase(x)
+	case *ast.DropDatabaseStmt:
+		return s.dropDatabase(x)
+	case *ast.DoStmt:
+		env := &evalEnv{ctx: ctx, s: s, params: params, clause: "field list"}
+		for _, e := range x.Exprs {
+			if _, err := env.eval(e); err != nil {
+				return nil, err
+			}
+		}
+		return &Result{}, nil
+	case *ast.KillStmt:
+		if s.eng.cfg.Kill == nil {
+			return nil, notSupported("KILL")
+		}
+		return &Result{}, s.eng.cfg.Kill(ctx, x.ConnectionID, x.Query, s.user)
+	}
+	return nil, notSupported(stmtName(stmt))
+}
+
+func stmtName(stmt ast.StmtNode) string {
+	name := fmt.Sprintf("%T", stmt)
+	name = strings.TrimPrefix(strings.TrimSuffix(name, "Stmt"), "*ast.")
+	return name + " statements"
+}
+
+// preRoute handles statements the TiDB parser does not know.
+func (s *Session) preRoute(ctx context.Context, sql string) (*Result, bool, error) {
+	return nil, false, nil
+}
+
+// resolve finds a queue table and its schema.
+func (s *Session) resolve(tn *ast.TableName) (queue.Table, *tableSchema, error) {
+	db := tn.Schema.O
+	if db == "" {
+		db = s.db
+	}
+	if db == "" {
+		return queue.Table{}, nil, errorf(ErrCodeNoDB, "No database selected")
+	}
+	return s.resolveName(db, tn.Name.O)
+}
+
+func (s *Session) resolveName(db, name string) (queue.Table, *tableSchema, error) {
+	t, err := s.eng.db.Table(db, name)
+	if err != nil {
+		return queue.Table{}, nil, &TableError{Database: db, Table: name, Err: err}
+	}
+	sch, err := s.eng.schema(t)
+	return t, sch, err
+}
+
+func (e *Engine) schema(t queue.Table) (*tableSchema, error) {
+	meta := t.Meta()
+	key := unsafe.SliceData(meta) // metadata is immutable and owned by the table
+	if v, ok := e.schemas.Load(key); ok {
+		return v.(*tableSchema), nil
+	}
+	sch, err := decodeSchema(meta)
+	if err != nil {
+		return nil, err
+	}
+	e.schemas.Store(key, sch)
+	return sch, nil
+}
+
+func restoreExpr(e ast.Node) string {
+	var sb strings.Builder
+	if err := e.Restore(format.NewRestoreCtx(format.DefaultRestoreFlags, &sb)); err != nil {
+		return "?"
+	}
+	return sb.String()
+}
+
+func (s *Session) createTable(ct *ast.CreateTableStmt) (*Result, error) {
+	db := ct.Table.Schema.O
+	if db == "" {
+		db = s.db
+	}
+	if db == "" {
+		return nil, errorf(ErrCodeNoDB, "No database selected")
+	}
+	name := ct.Table.Name.O
+	if err := checkName(name, ErrCodeWrongTableName, "table"); err != nil {
+		return nil, err
+	}
+	sch, err := s.buildSchema(ct)
+	if err != nil {
+		return nil, err
+	}
+	err = s.eng.db.CreateTable(db, name, encodeSchema(sch))
+	switch {
+	case errors.Is(err, queue.ErrTableExists) && ct.IfNotExists:
+		return &Result{}, nil
+	case errors.Is(err, queue.ErrNoSuchDatabase):
+		return nil, &DatabaseError{Database: db, Err: err}
+	case err != nil:
+		return nil, &TableError{Database: db, Table: name, Err: err}
+	}
+	return &Result{}, nil
+}
+
+func checkName(name string, code uint16, what string) error {
+	if name == "" || strings.HasSuffix(name, " ") || strings.ContainsRune(name, 0) || strings.ContainsAny(name, "/\\") {
+		return errorf(code, "Incorrect %s name '%s'", what, name)
+	}
+	if len(name) > 64 {
+		return errorf(ErrCodeTooLongIdent, "Identifier name '%s' is too long", name)
+	}
+	return nil
+}
+
+func (s *Session) dropTable(dt *ast.DropTableStmt) (*Result, error) {
+	if dt.IsView {
+		return nil, notSupported("DROP VIEW")
+	}
+	var missing []string
+	for _, tn := range dt.Tables {
+		db := tn.Schema.O
+		if db == "" {
+			db = s.db
+		}
+		if db == "" {
+			return nil, errorf(ErrCodeNoDB, "No database selected")
+		}
+		err := s.eng.db.DropTable(db, tn.Name.O)
+		if errors.Is(err, queue.ErrNoSuchTable) {
+			missing = append(missing, db+"."+tn.Name.O)
+			continue
+		}
+		if err != nil {
+			return nil, &TableError{Database: db, Table: tn.Name.O, Err: err}
+		}
+	}
+	if len(missing) > 0 && !dt.IfExists {
+		return nil, errorf(ErrCodeBadTable, "Unknown table '%s'", strings.Join(missing, ","))
+	}
+	return &Result{}, nil
+}
+
+func (s *Session) truncate(tt *ast.TruncateTableStmt) (*Result, error) {
+	t, _, err := s.resolve(tt.Table)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.eng.db.TruncateTable(t.Database(), t.Name()); err != nil {
+		return nil, &TableError{Database: t.Database(), Table: t.Name(), Err: err}
+	}
+	return &Result{}, nil
+}
+
+func (s *Session) createDatabase(cd *ast.CreateDatabaseStmt) (*Result, error) {
+	if err := checkName(cd.Name.O, ErrCodeWrongDBName, "database"); err != nil {
+		return nil, err
+	}
+	err := s.eng.db.CreateDatabase(cd.Name.O)
+	if errors.Is(err, queue.ErrDatabaseExists) {
+		if cd.IfNotExists {
+			return &Result{}, nil
+		}
+		return nil, errorf(ErrCodeDBCreateExists, "Can't create database '%s'; database exists", cd.Name.O)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &Result{AffectedRows: 1}, nil
+}
+
+func (s *Session) dropDatabase(dd *ast.DropDatabaseStmt) (*Result, error) {
+	n, err := s.eng.db.DropDatabase(dd.Name.O)
+	if errors.Is(err, queue.ErrNoSuchDatabase) {
+		if dd.IfExists {
+			return &Result{}, nil
+		}
+		return nil, errorf(ErrCodeDBDropExists, "Can't drop database '%s'; database doesn't exist", dd.Name.O)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if s.db == dd.Name.O {
+		s.db = ""
+	}
+	return &Result{AffectedRows: uint64(n)}, nil
+}
