@@ -207,3 +207,21 @@ func (s *Session) tableStatus(db string, names []string, match func(string) bool
 	}
 	return res, nil
 }
+
+// FieldList describes the columns of table matching wildcard (COM_FIELD_LIST).
+func (s *Session) FieldList(table, wildcard string) ([]Column, error) {
+	if s.db == "" {
+		return nil, errorf(ErrCodeNoDB, "No database selected")
+	}
+	t, sch, err := s.resolveName(s.db, table)
+	if err != nil {
+		return nil, err
+	}
+	var cols []Column
+	for _, c := range sch.Columns {
+		if wildcard == "" || likeMatch(strings.ToLower(c.Name), strings.ToLower(wildcard), '\\') {
+			cols = append(cols, c.resultColumn(t.Database(), t.Name()))
+		}
+	}
+	return cols, nil
+}

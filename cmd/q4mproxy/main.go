@@ -1,0 +1,270 @@
+// Command q4mproxy is a MySQL-protocol server that emulates Q4M (Queue for
+// MySQL), storing its queues durably in an embedded Pebble store.
+//
+//	q4mproxy [--listen 127.0.0.1:3306] [--data-dir ./q4m-data] [--user root] [--password ...]
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/go-mysql-org/go-mysql/mysql"
+
+	"github.com/q4mproxy/q4mproxy/queue"
+	"github.com/q4mproxy/q4mproxy/server"
+	"github.com/q4mproxy/q4mproxy/sqlfront"
+)
+
+// Version is set at build time with -ldflags "-X main.Version=...".
+var Version = "0.1.0-dev"
+
+func main() {
+	m := NewMain()
+	if err := m.ParseFlags(os.Args[1:], os.Stderr); err != nil {
+		if errors.Is(err, flag.ErrHelp) || errors.Is(err, errVersion) {
+			os.Exit(0)
+		}
+		fmt.Fprintln(os.Stderr, "q4mproxy:", err)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := m.Run(ctx)
+	stop() // a second signal now kills the process at once
+	if cerr := m.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		slog.Error("exiting", "err", err)
+		os.Exit(1)
+	}
+}
+
+var errVersion = errors.New("version printed")
+
+// Main is the program: flags, then Run until the context ends, then Close.
+type Main struct {
+	Listen          string
+	DataDir         string
+	User            string
+	Password        string
+	LogLevel        string
+	LogFormat       string
+	Sync            bool
+	DefaultAuth     string
+	ShutdownTimeout time.Duration
+
+	log      *slog.Logger
+	db       *queue.DB
+	srv      *server.Server
+	listener net.Listener
+}
+
+// NewMain returns a Main with the defaults.
+func NewMain() *Main {
+	return &Main{
+		Listen:          "127.0.0.1:3306",
+		DataDir:         "./q4m-data",
+		User:            "root",
+		LogLevel:        "info",
+		LogFormat:       "text",
+		Sync:            true,
+		DefaultAuth:     mysql.AUTH_NATIVE_PASSWORD,
+		ShutdownTimeout: 10 * time.Second,
+	}
+}
+
+// ParseFlags reads the command line.
+func (m *Main) ParseFlags(args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("q4mproxy", flag.ContinueOnError)
+	fs.SetOutput(out)
+	fs.StringVar(&m.Listen, "listen", m.Listen, "`host:port` to listen on (port 0 picks a free port)")
+	fs.StringVar(&m.DataDir, "data-dir", m.DataDir, "`directory` holding the queues")
+	fs.StringVar(&m.User, "user", m.User, "MySQL user name clients log in with")
+	fs.StringVar(&m.Password, "password", os.Getenv("Q4MPROXY_PASSWORD"), "password of --user (default $Q4MPROXY_PASSWORD, else empty)")
+	fs.StringVar(&m.LogLevel, "log-level", m.LogLevel, "debug, info, warn or error")
+	fs.StringVar(&m.LogFormat, "log-format", m.LogFormat, "text or json")
+	syncMode := fs.String("sync", "on", "on: every acknowledged write is synced to disk (group commit); off: UNSAFE, for benchmarks")
+	fs.StringVar(&m.DefaultAuth, "default-auth", m.DefaultAuth, "auth plugin proposed in the handshake: mysql_native_password or caching_sha2_password")
+	fs.DurationVar(&m.ShutdownTimeout, "shutdown-timeout", m.ShutdownTimeout, "how long a graceful shutdown waits for busy connections")
+	version := fs.Bool("version", false, "print the version and exit")
+	fs.Usage = func() {
+		fmt.Fprintf(out, "Usage: q4mproxy [flags]\n\nA MySQL-protocol server emulating the Q4M queue engine.\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *version {
+		fmt.Fprintln(out, "q4mproxy", Version)
+		return errVersion
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
+	}
+	switch *syncMode {
+	case "on":
+		m.Sync = true
+	case "off":
+		m.Sync = false
+	default:
+		return fmt.Errorf("--sync must be on or off, not %q", *syncMode)
+	}
+	switch m.DefaultAuth {
+	case mysql.AUTH_NATIVE_PASSWORD, mysql.AUTH_CACHING_SHA2_PASSWORD:
+	default:
+		return fmt.Errorf("--default-auth must be mysql_native_password or caching_sha2_password")
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(m.LogLevel)); err != nil {
+		return fmt.Errorf("--log-level: %w", err)
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	switch m.LogFormat {
+	case "text":
+		m.log = slog.New(slog.NewTextHandler(os.Stderr, opts))
+	case "json":
+		m.log = slog.New(slog.NewJSONHandler(os.Stderr, opts))
+	default:
+		return fmt.Errorf("--log-format must be text or json, not %q", m.LogFormat)
+	}
+	slog.SetDefault(m.log)
+	host, _, err := net.SplitHostPort(m.Listen)
+	if err != nil {
+		return fmt.Errorf("--listen: %w", err)
+	}
+	if m.Password == "" && !isLoopback(host) {
+		return fmt.Errorf("refusing to listen on %s without a password: set --password or Q4MPROXY_PASSWORD", m.Listen)
+	}
+	return nil
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// Run opens the store, starts the server and serves until ctx is done.
+func (m *Main) Run(ctx context.Context) error {
+	if m.log == nil {
+		m.log = slog.Default()
+	}
+	if err := os.MkdirAll(m.DataDir, 0o700); err != nil {
+		return err
+	}
+	db, err := queue.Open(filepath.Join(m.DataDir, "store"), &queue.Options{
+		Logger:           m.log,
+		NoSync:           !m.Sync,
+		InitialDatabases: []string{"test"},
+	})
+	if err != nil {
+		return err
+	}
+	m.db = db
+	if !m.Sync {
+		m.log.Warn("syncing is off: acknowledged writes may be lost on a crash (--sync=off)")
+	}
+	key, err := loadOrCreateKey(filepath.Join(m.DataDir, "rsa_key.pem"))
+	if err != nil {
+		return err
+	}
+	l, err := net.Listen("tcp", m.Listen)
+	if err != nil {
+		return err
+	}
+	m.listener = l
+	port := l.Addr().(*net.TCPAddr).Port
+	hostname, _ := os.Hostname()
+	version := "5.7.99-q4mproxy-" + Version
+	srv := server.New(nil, server.Config{
+		Version:     version,
+		Users:       map[string]string{m.User: m.Password},
+		DefaultAuth: m.DefaultAuth,
+		RSAKey:      key,
+		Logger:      m.log,
+	})
+	eng := sqlfront.NewEngine(db, sqlfront.Config{
+		Version:        version,
+		VersionComment: "q4mproxy " + Version + " (Q4M emulation on Pebble)",
+		Port:           port,
+		Hostname:       hostname,
+		Kill:           srv.Kill,
+		Logger:         m.log,
+	})
+	srv.SetEngine(eng)
+	m.srv = srv
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(l) }()
+	m.log.Info("listening", "addr", l.Addr().String(), "data_dir", m.DataDir, "version", Version)
+	select {
+	case <-ctx.Done():
+		return nil
+	case err := <-errc:
+		return err
+	}
+}
+
+// Close shuts the server down gracefully and closes the store.
+func (m *Main) Close() error {
+	var errs []error
+	if m.srv != nil {
+		start := time.Now()
+		m.log.Info("shutdown started")
+		ctx, cancel := context.WithTimeout(context.Background(), m.ShutdownTimeout)
+		if err := m.srv.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("shutdown: %w", err))
+		}
+		cancel()
+		m.log.Info("connections closed", "duration", time.Since(start).Round(time.Millisecond))
+	} else if m.listener != nil {
+		_ = m.listener.Close()
+	}
+	if m.db != nil {
+		if err := m.db.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// loadOrCreateKey keeps the RSA key that caching_sha2_password uses over
+// plaintext connections, so clients that pinned its public key keep working.
+func loadOrCreateKey(path string) (*rsa.PrivateKey, error) {
+	if b, err := os.ReadFile(path); err == nil {
+		if blk, _ := pem.Decode(b); blk != nil {
+			if k, err := x509.ParsePKCS1PrivateKey(blk.Bytes); err == nil {
+				return k, nil
+			}
+		}
+		return nil, fmt.Errorf("%s: not an RSA private key", path)
+	}
+	k, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		return nil, err
+	}
+	b := pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(k)})
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		return nil, err
+	}
+	return k, nil
+}
+
+var _ = strconv.Itoa

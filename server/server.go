@@ -1,0 +1,281 @@
+package server
+
+import (
+	"context"
+	"crypto/rsa"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-mysql-org/go-mysql/mysql"
+	gms "github.com/go-mysql-org/go-mysql/server"
+
+	"github.com/q4mproxy/q4mproxy/sqlfront"
+)
+
+// Config configures a Server.
+type Config struct {
+	// Version is the server version sent in the handshake.
+	Version string
+	// Users maps user names to passwords ("" for none).
+	Users map[string]string
+	// DefaultAuth is the auth plugin the handshake proposes:
+	// mysql_native_password (default) or caching_sha2_password. Either way a
+	// client that answers with the other plugin is served with it.
+	DefaultAuth string
+	// RSAKey serves caching_sha2_password's full authentication over
+	// plaintext connections (clients fetch the public key).
+	RSAKey *rsa.PrivateKey
+	// HandshakeTimeout bounds the connection phase. Zero means 10 s.
+	HandshakeTimeout time.Duration
+	// Logger; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// ErrServerClosed is returned by Serve after Shutdown.
+var ErrServerClosed = errors.New("server: closed")
+
+// Server accepts MySQL connections and serves them from a sqlfront.Engine.
+type Server struct {
+	eng  *sqlfront.Engine
+	cfg  Config
+	log  *slog.Logger
+	mysrv *gms.Server
+
+	shutting atomic.Bool
+	wg       sync.WaitGroup
+
+	mu        sync.Mutex
+	listeners map[net.Listener]struct{}
+	conns     map[uint32]*conn // by connection id
+}
+
+// New returns a Server for eng. Use SetEngine if the engine needs the
+// server (for KILL) and is built after it.
+func New(eng *sqlfront.Engine, cfg Config) *Server {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.HandshakeTimeout == 0 {
+		cfg.HandshakeTimeout = 10 * time.Second
+	}
+	if cfg.DefaultAuth == "" {
+		cfg.DefaultAuth = mysql.AUTH_NATIVE_PASSWORD
+	}
+	return &Server{
+		eng:       eng,
+		cfg:       cfg,
+		log:       cfg.Logger.With("component", "server"),
+		mysrv:     gms.NewServer(cfg.Version, mysql.DEFAULT_COLLATION_ID, cfg.DefaultAuth, cfg.RSAKey, nil),
+		listeners: map[net.Listener]struct{}{},
+		conns:     map[uint32]*conn{},
+	}
+}
+
+// SetEngine sets the engine (before Serve).
+func (s *Server) SetEngine(eng *sqlfront.Engine) { s.eng = eng }
+
+// Serve accepts connections on l until Shutdown.
+func (s *Server) Serve(l net.Listener) error {
+	s.mu.Lock()
+	if s.shutting.Load() {
+		s.mu.Unlock()
+		return ErrServerClosed
+	}
+	s.listeners[l] = struct{}{}
+	s.mu.Unlock()
+	var delay time.Duration
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			if s.shutting.Load() {
+				return ErrServerClosed
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, errTemporary(err)) {
+				delay = min(max(delay*2, 5*time.Millisecond), time.Second)
+				time.Sleep(delay)
+				continue
+			}
+			return err
+		}
+		delay = 0
+		s.wg.Add(1)
+		go s.handle(c)
+	}
+}
+
+func errTemporary(err error) error {
+	if strings.Contains(err.Error(), "too many open files") {
+		return err
+	}
+	return errors.New("not temporary")
+}
+
+// conn is the server's record of one connection.
+type conn struct {
+	id     uint32
+	user   string
+	raw    net.Conn
+	cancel context.CancelCauseFunc // ends the connection's context
+
+	mu          sync.Mutex
+	cancelQuery context.CancelCauseFunc // the running statement, if any
+}
+
+func (s *Server) handle(raw net.Conn) {
+	defer s.wg.Done()
+	log := s.log.With("remote", raw.RemoteAddr().String())
+	defer func() {
+		if r := recover(); r != nil {
+			log.Error("panic in connection; closing it", "panic", r)
+			_ = raw.Close()
+		}
+	}()
+	host, _, _ := net.SplitHostPort(raw.RemoteAddr().String())
+	wc := newWatchConn(raw)
+	sess := s.eng.NewSession(0, "", host)
+	defer sess.Close()
+
+	ctx, cancel := context.WithCancelCause(context.Background())
+	defer cancel(nil)
+	h := &handler{srv: s, sess: sess, wc: wc, ctx: ctx}
+	_ = raw.SetDeadline(time.Now().Add(s.cfg.HandshakeTimeout))
+	mc, err := s.mysrv.NewCustomizedConn(wc, &authHandler{srv: s, wc: wc, log: log}, h)
+	_ = wc.Flush()
+	if err != nil {
+		log.Debug("handshake failed", "err", err)
+		_ = raw.Close()
+		return
+	}
+	_ = raw.SetDeadline(time.Time{})
+	h.mc = mc
+	id := mc.ConnectionID()
+	sess.SetConnID(id)
+	sess.SetUser(mc.GetUser(), host)
+	c := &conn{id: id, user: mc.GetUser(), raw: raw, cancel: cancel}
+	h.c = c
+	h.log = log.With("conn_id", id, "user", mc.GetUser())
+	s.mu.Lock()
+	s.conns[id] = c
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.conns, id)
+		s.mu.Unlock()
+	}()
+	h.log.Debug("connected")
+	h.syncStatus()
+	for !s.shutting.Load() && ctx.Err() == nil {
+		err := mc.HandleCommand()
+		if ferr := wc.Flush(); ferr != nil && err == nil {
+			err = ferr
+		}
+		if err != nil || mc.Closed() {
+			break
+		}
+	}
+	mc.Close()
+	if sess.Close() {
+		h.log.Debug("owned row released on close")
+	}
+	h.log.Debug("disconnected")
+}
+
+// Kill carries out KILL [QUERY] id on behalf of user.
+func (s *Server) Kill(_ context.Context, id uint64, query bool, user string) error {
+	s.mu.Lock()
+	c := s.conns[uint32(id)]
+	s.mu.Unlock()
+	if c == nil || uint64(c.id) != id {
+		return newError(mysql.ER_NO_SUCH_THREAD, fmt.Sprintf("Unknown thread id: %d", id))
+	}
+	if c.user != user {
+		return newError(1095, fmt.Sprintf("You are not owner of thread %d", id))
+	}
+	c.mu.Lock()
+	if c.cancelQuery != nil {
+		c.cancelQuery(errKilled)
+	}
+	c.mu.Unlock()
+	if !query {
+		c.cancel(errKilled)
+		_ = c.raw.SetReadDeadline(time.Unix(1, 0))
+	}
+	return nil
+}
+
+// Shutdown stops accepting connections, ends waits and idle connections,
+// and waits for busy ones until ctx is done; then it closes the rest.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.shutting.Store(true)
+	s.mu.Lock()
+	for l := range s.listeners {
+		_ = l.Close()
+	}
+	conns := make([]*conn, 0, len(s.conns))
+	for _, c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	for _, c := range conns {
+		c.cancel(errShutdown)
+		c.mu.Lock()
+		if c.cancelQuery != nil {
+			c.cancelQuery(errShutdown)
+		}
+		c.mu.Unlock()
+		_ = c.raw.SetReadDeadline(time.Unix(1, 0)) // idle ones return from their read
+	}
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		s.mu.Lock()
+		for _, c := range s.conns {
+			_ = c.raw.Close()
+		}
+		s.mu.Unlock()
+		<-done
+		return ctx.Err()
+	}
+}
+
+// authHandler supplies credentials for one connection, with the auth
+// plugin the client asked for (so MySQL 8/9 clients get
+// caching_sha2_password and MariaDB clients mysql_native_password).
+type authHandler struct {
+	srv *Server
+	wc  *watchConn
+	log *slog.Logger
+}
+
+func (a *authHandler) GetCredential(user string) (gms.Credential, bool, error) {
+	pw, ok := a.srv.cfg.Users[user]
+	if !ok {
+		return gms.Credential{}, false, nil
+	}
+	plugin := a.srv.cfg.DefaultAuth
+	switch p := a.wc.clientPlugin(); p {
+	case mysql.AUTH_NATIVE_PASSWORD:
+		plugin = p
+	case mysql.AUTH_CACHING_SHA2_PASSWORD:
+		if a.srv.cfg.RSAKey != nil {
+			plugin = p
+		}
+	}
+	return gms.Credential{Passwords: []string{pw}, AuthPluginName: plugin}, true, nil
+}
+
+func (a *authHandler) OnAuthSuccess(*gms.Conn) error { return nil }
+
+func (a *authHandler) OnAuthFailure(c *gms.Conn, err error) {
+	a.log.Warn("login failed", "user", c.GetUser(), "err", err)
+}
