@@ -56,18 +56,20 @@ func TestWaitPriority(t *testing.T) {
 func TestWaitBlocksUntilInsert(t *testing.T) {
 	tests := []struct {
 		name    string
+		order   []string // Wait arguments
 		into    string
 		wantIdx int
 	}{
-		{"first table", "t1", 1},
-		{"second table", "t2", 2},
+		{"first table", []string{"t1", "t2"}, "t1", 1},
+		{"second table", []string{"t1", "t2"}, "t2", 2},
+		{"same table twice", []string{"t2", "t1", "t2"}, "t2", 1},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			db := newDB(t)
 			h := map[string]Table{"t1": createTable(t, db, "t1"), "t2": createTable(t, db, "t2")}
 			o := db.NewOwner()
-			res := goWait(t.Context(), o, subs("t1", "t2"), 10*time.Second)
+			res := goWait(t.Context(), o, subs(tc.order...), 10*time.Second)
 			awaitWaiters(t, db, h["t1"], 1)
 			awaitWaiters(t, db, h["t2"], 1)
 			notReturned(t, res, "before the insert")
@@ -92,6 +94,9 @@ func TestWaitBlocksUntilInsert(t *testing.T) {
 				t.Errorf("Count = %d, want 1", n)
 			}
 			checkRows(t, "non-owner scan", scan(t, db.NewOwner(), h[tc.into]))
+			// Nothing stale is left to swallow the next row.
+			insert(t, db, h[tc.into], "next")
+			checkRows(t, "non-owner scan after another insert", scan(t, db.NewOwner(), h[tc.into]), row{2, "next"})
 		})
 	}
 }

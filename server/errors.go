@@ -70,7 +70,7 @@ func toMyError(err error, log *slog.Logger) *mysql.MyError {
 		return me
 	case errors.As(err, &se):
 		return newError(se.Code, se.Message)
-	case errors.Is(err, errKilled) || errors.Is(err, context.Canceled):
+	case errors.Is(err, errKilled) || errors.Is(err, errClientGone) || errors.Is(err, context.Canceled):
 		return newError(mysql.ER_QUERY_INTERRUPTED, "Query execution was interrupted")
 	case errors.Is(err, errShutdown) || errors.Is(err, queue.ErrClosed):
 		return newError(mysql.ER_SERVER_SHUTDOWN, "Server shutdown in progress")

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -89,10 +90,13 @@ func (h *handler) run(query string, fn func(ctx context.Context) (*sqlfront.Resu
 	}
 	r, err := fn(ctx)
 	if err != nil && ctx.Err() != nil {
-		if cause := context.Cause(ctx); cause == errClientGone && h.log != nil {
-			h.log.Warn("client went away during a blocking statement")
+		cause := context.Cause(ctx)
+		if cause == errClientGone && h.log != nil {
+			h.log.Info("client went away during a blocking statement")
 		}
-		err = fmt.Errorf("%w: %w", context.Cause(ctx), err)
+		if !errors.Is(err, cause) {
+			err = fmt.Errorf("%w: %w", cause, err)
+		}
 	}
 	return r, err
 }

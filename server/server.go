@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -133,7 +134,7 @@ func (s *Server) handle(raw net.Conn) {
 	log := s.log.With("remote", raw.RemoteAddr().String())
 	defer func() {
 		if r := recover(); r != nil {
-			log.Error("panic in connection; closing it", "panic", r)
+			log.Error("panic in connection; closing it", "panic", r, "stack", string(debug.Stack()))
 			_ = raw.Close()
 		}
 	}()
@@ -180,7 +181,7 @@ func (s *Server) handle(raw net.Conn) {
 			break
 		}
 	}
-	mc.Close()
+	_ = raw.Close() // go-mysql may already have closed and dropped its conn
 	if sess.Close() {
 		h.log.Debug("owned row released on close")
 	}

@@ -605,6 +605,79 @@ func (env *evalEnv) call(fc *ast.FuncCallExpr) (any, error) {
 		}
 		sum := md5.Sum([]byte(toString(args[0])))
 		return hex.EncodeToString(sum[:]), nil
+	case "repeat":
+		if err := need(2); err != nil || args[0] == nil || args[1] == nil {
+			return nil, err
+		}
+		n := coerceInt(args[1])
+		if n <= 0 {
+			return "", nil
+		}
+		str := toString(args[0])
+		if int64(len(str))*n > env.s.eng.cfg.MaxAllowedPacket {
+			return nil, nil // MySQL returns NULL beyond max_allowed_packet
+		}
+		return strings.Repeat(str, int(n)), nil
+	case "space":
+		if err := need(1); err != nil || args[0] == nil {
+			return nil, err
+		}
+		n := coerceInt(args[0])
+		if n <= 0 {
+			return "", nil
+		}
+		if n > env.s.eng.cfg.MaxAllowedPacket {
+			return nil, nil
+		}
+		return strings.Repeat(" ", int(n)), nil
+	case "substring", "substr", "mid":
+		if len(args) < 2 || len(args) > 3 {
+			return nil, wrongArgCount(fc.FnName.O)
+		}
+		for _, a := range args {
+			if a == nil {
+				return nil, nil
+			}
+		}
+		r := []rune(toString(args[0]))
+		pos := coerceInt(args[1])
+		if pos < 0 {
+			pos = int64(len(r)) + pos + 1
+		}
+		if pos < 1 || pos > int64(len(r)) {
+			return "", nil
+		}
+		end := int64(len(r))
+		if len(args) == 3 {
+			end = min(end, pos-1+max(coerceInt(args[2]), 0))
+		}
+		return string(r[pos-1 : end]), nil
+	case "trim", "ltrim", "rtrim":
+		if err := need(1); err != nil || args[0] == nil {
+			return nil, err
+		}
+		str := toString(args[0])
+		switch name {
+		case "ltrim":
+			return strings.TrimLeft(str, " "), nil
+		case "rtrim":
+			return strings.TrimRight(str, " "), nil
+		}
+		return strings.Trim(str, " "), nil
+	case "replace":
+		if err := need(3); err != nil || args[0] == nil || args[1] == nil || args[2] == nil {
+			return nil, err
+		}
+		return strings.ReplaceAll(toString(args[0]), toString(args[1]), toString(args[2])), nil
+	case "reverse":
+		if err := need(1); err != nil || args[0] == nil {
+			return nil, err
+		}
+		r := []rune(toString(args[0]))
+		for i, j := 0, len(r)-1; i < j; i, j = i+1, j-1 {
+			r[i], r[j] = r[j], r[i]
+		}
+		return string(r), nil
 	case "ifnull":
 		if err := need(2); err != nil {
 			return nil, err

@@ -3,6 +3,7 @@ package sqlfront
 import (
 	"context"
 	"sort"
+	"strings"
 
 	"github.com/pingcap/tidb/pkg/parser/ast"
 	pmysql "github.com/pingcap/tidb/pkg/parser/mysql"
@@ -64,11 +65,11 @@ func (s *Session) selectStmt(ctx context.Context, sel *ast.SelectStmt, params []
 		}
 	}
 
-	// COUNT(*) alone.
-	if agg := countStar(sel); agg != nil {
+	// COUNT(*) or COUNT(expr) alone.
+	if agg, star := countAgg(sel); agg != nil {
 		var n int64
 		switch {
-		case where == nil && !s.owner.InOwnerMode():
+		case star && where == nil && !s.owner.InOwnerMode():
 			n = int64(s.eng.db.Count(t)) // Q4M: counts rows owned by others too
 		default:
 			env.clause = "where clause"
@@ -82,6 +83,17 @@ func (s *Session) selectStmt(ctx context.Context, sel *ast.SelectStmt, params []
 						return false
 					}
 					if v == nil || !truth(v) {
+						return true
+					}
+				}
+				if !star {
+					env.row = row
+					v, err := env.eval(agg.Args[0])
+					if err != nil {
+						ferr = err
+						return false
+					}
+					if v == nil {
 						return true
 					}
 				}
@@ -227,18 +239,18 @@ func containsQueueFunc(n ast.Node) bool {
 	return len(v.found) > 0
 }
 
-func countStar(sel *ast.SelectStmt) *ast.AggregateFuncExpr {
+// countAgg returns the COUNT(...) call if it is the only field, and whether
+// it is COUNT(*) (parsed as COUNT(1)).
+func countAgg(sel *ast.SelectStmt) (*ast.AggregateFuncExpr, bool) {
 	if len(sel.Fields.Fields) != 1 {
-		return nil
+		return nil, false
 	}
 	agg, ok := sel.Fields.Fields[0].Expr.(*ast.AggregateFuncExpr)
-	if !ok || agg.F != "count" || agg.Distinct || len(agg.Args) != 1 {
-		return nil
+	if !ok || !strings.EqualFold(agg.F, "count") || agg.Distinct || len(agg.Args) != 1 {
+		return nil, false
 	}
-	if v, ok := agg.Args[0].(*test_driver.ValueExpr); ok && v.GetValue() != nil {
-		return agg // COUNT(*) is parsed as COUNT(1)
-	}
-	return nil
+	v, isConst := agg.Args[0].(*test_driver.ValueExpr)
+	return agg, isConst && v.GetValue() != nil
 }
 
 func fieldName(f *ast.SelectField) string {
@@ -289,7 +301,7 @@ func (s *Session) projection(sel *ast.SelectStmt, t queue.Table, sch *tableSchem
 }
 
 func (s *Session) emptyResult(sel *ast.SelectStmt, t queue.Table, sch *tableSchema) (*Result, error) {
-	if countStar(sel) != nil {
+	if agg, _ := countAgg(sel); agg != nil {
 		return &Result{Columns: []Column{intCol(fieldName(sel.Fields.Fields[0]))}, Rows: [][]any{{int64(0)}}}, nil
 	}
 	cols, _, err := s.projection(sel, t, sch)

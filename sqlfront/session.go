@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sort"
 	"strings"
 	"sync"
 	"unsafe"
@@ -159,7 +160,12 @@ func (s *Session) Prepare(sql string) (*Stmt, error) {
 	}
 	v := &paramCounter{}
 	stmt.Accept(v)
-	return &Stmt{node: stmt, params: v.n}, nil
+	// The parser leaves Order at 0: number the markers by their position.
+	sort.Slice(v.markers, func(i, j int) bool { return v.markers[i].Offset < v.markers[j].Offset })
+	for i, m := range v.markers {
+		m.Order = i
+	}
+	return &Stmt{node: stmt, params: len(v.markers)}, nil
 }
 
 // Execute runs a prepared statement with args bound to its placeholders.
@@ -171,11 +177,11 @@ func (s *Session) Execute(ctx context.Context, st *Stmt, args []any) (*Result, e
 	return s.execStmt(ctx, st.node, args)
 }
 
-type paramCounter struct{ n int }
+type paramCounter struct{ markers []*test_driver.ParamMarkerExpr }
 
 func (v *paramCounter) Enter(n ast.Node) (ast.Node, bool) {
-	if _, ok := n.(*test_driver.ParamMarkerExpr); ok {
-		v.n++
+	if m, ok := n.(*test_driver.ParamMarkerExpr); ok {
+		v.markers = append(v.markers, m)
 	}
 	return n, false
 }

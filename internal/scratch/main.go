@@ -1,41 +1,61 @@
 package main
 
 import (
+	"database/sql"
 	"fmt"
+	"os"
 
-	"github.com/pingcap/tidb/pkg/parser"
-	"github.com/pingcap/tidb/pkg/parser/ast"
-	_ "github.com/pingcap/tidb/pkg/parser/test_driver"
+	_ "github.com/go-sql-driver/mysql"
 )
 
 func main() {
-	p := parser.New()
-	for _, q := range []string{"select @@version_comment limit 1", "SELECT queue_wait( 'my_queue' ), 1+2 AS x, `v1` FROM t", "selec 1", "SELECT * FROM t WHERE queue_wait('t')", "insert into t values (x'41', 0x42, b'1', 1.5, 1e3, -3)", "DESC t", "SHOW COLUMNS FROM t LIKE 'v%'", "SELECT CURRENT_TIMESTAMP, NOW()", "set session wait_timeout=10, @x=1", "KILL QUERY 5", "SHOW ENGINE QUEUE STATUS", "create table t (id int primary key auto_increment, b blob, c text, d mediumtext, e longblob, f char(3) binary, g varbinary(3), k tinytext, j json, key(id)) engine=queue"} {
-		stmts, _, err := p.Parse(q, "", "")
+	for _, dsn := range []string{"root@tcp(127.0.0.1:" + os.Args[1] + ")/test", "root@tcp(127.0.0.1:" + os.Args[1] + ")/test?interpolateParams=true"} {
+		db, err := sql.Open("mysql", dsn)
 		if err != nil {
-			fmt.Printf("ERR %T %v\n", err, err)
+			panic(err)
+		}
+		db.SetMaxOpenConns(1)
+		must := func(_ sql.Result, err error) {
+			if err != nil {
+				fmt.Println("ERR", err)
+			}
+		}
+		must(db.Exec("DROP TABLE IF EXISTS gq"))
+		must(db.Exec("CREATE TABLE gq (i int not null, b bigint unsigned, f float, d double, dec1 decimal(10,2), s varchar(20), bl blob, dt datetime, da date, t time, ti tinyint) ENGINE=queue"))
+		must(db.Exec("INSERT INTO gq VALUES (?,?,?,?,?,?,?,?,?,?,?)", 1, uint64(18446744073709551615), 1.5, 2.25, "3.14159", "héllo", []byte{0, 1, 2}, "2024-01-02 03:04:05", "2024-05-06", "-12:34:56", -5))
+		must(db.Exec("INSERT INTO gq (i) VALUES (?)", 2))
+		var idx sql.NullInt64
+		if err := db.QueryRow("SELECT queue_wait(?, ?)", "gq", 1).Scan(&idx); err != nil {
+			fmt.Println("ERR wait", err)
+		}
+		fmt.Println("wait", idx)
+		rows, err := db.Query("SELECT * FROM gq WHERE i >= ?", 0)
+		if err != nil {
+			fmt.Println("ERR", err)
 			continue
 		}
-		for _, s := range stmts {
-			fmt.Printf("%T %q\n", s, s.Text())
-			if sel, ok := s.(*ast.SelectStmt); ok {
-				for _, f := range sel.Fields.Fields {
-					if f.Expr != nil {
-						fmt.Printf("  field text=%q exprtext=%q as=%q %T\n", f.Text(), f.Expr.Text(), f.AsName.O, f.Expr)
-					}
+		cols, _ := rows.ColumnTypes()
+		for rows.Next() {
+			vals := make([]any, len(cols))
+			ptrs := make([]any, len(cols))
+			for i := range vals {
+				ptrs[i] = &vals[i]
+			}
+			if err := rows.Scan(ptrs...); err != nil {
+				fmt.Println("scan", err)
+			}
+			for _, v := range vals {
+				if b, ok := v.([]byte); ok {
+					fmt.Printf("%q ", b)
+				} else {
+					fmt.Printf("%v(%T) ", v, v)
 				}
 			}
-			if ins, ok := s.(*ast.InsertStmt); ok {
-				for _, e := range ins.Lists[0] {
-					fmt.Printf("  %T %#v\n", e, e)
-				}
-			}
-			if ct, ok := s.(*ast.CreateTableStmt); ok {
-				for _, c := range ct.Cols {
-					fmt.Printf("  %s tp=%d flen=%d flag=%d cs=%q %q\n", c.Name.Name.O, c.Tp.GetType(), c.Tp.GetFlen(), c.Tp.GetFlag(), c.Tp.GetCharset(), c.Tp.CompactStr())
-				}
-				fmt.Println(len(ct.Constraints))
-			}
+			fmt.Println()
 		}
+		rows.Close()
+		var one int
+		fmt.Println(db.QueryRow("SELECT queue_end()").Scan(&one), one)
+		db.Close()
 	}
 }
