@@ -52,6 +52,10 @@ type DB struct {
 	writeCh  chan *op
 	loopDone chan struct{}
 
+	// readMu is held (shared) by readers of the store, and exclusively by
+	// Close before it closes Pebble.
+	readMu sync.RWMutex
+
 	// failed is set once by the commit loop when a commit fails; read under mu.
 	mu     sync.Mutex
 	failed error
@@ -261,11 +265,19 @@ func (db *DB) Close() error {
 	close(db.writeCh)
 	db.submitMu.Unlock()
 	<-db.loopDone
+	db.readMu.Lock()
+	defer db.readMu.Unlock()
 	if err := db.pdb.Close(); err != nil {
 		return fmt.Errorf("queue: close: %w", err)
 	}
 	db.log.Info("store closed")
 	return nil
+}
+
+func (db *DB) isClosed() bool {
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	return db.closed
 }
 
 // Databases returns the names of all databases, sorted.

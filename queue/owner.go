@@ -2,6 +2,7 @@ package queue
 
 import (
 	"context"
+	"errors"
 	"math"
 	"time"
 
@@ -82,9 +83,12 @@ const MaxWait = time.Duration(math.MaxInt32) * time.Second
 // elapses, or ctx is done. It returns the 1-based index of the sub whose row
 // o now owns, or 0 on timeout; in both cases o is then in owner mode.
 //
-// A table that does not exist gives ErrNoSuchTable and leaves o in
-// non-owner mode (the previous row is consumed all the same). If ctx ends
-// the wait, the error is context.Cause(ctx) and o is in non-owner mode.
+// Tables are resolved in argument order and the search stops at the first
+// table with a free row, so (as in Q4M) a table named after it is not
+// looked up at all. A table reached that does not exist gives
+// ErrNoSuchTable and leaves o in non-owner mode (the previous row is
+// consumed all the same). If ctx ends the wait, the error is
+// context.Cause(ctx) and o is in non-owner mode.
 func (o *Owner) Wait(ctx context.Context, subs []Sub, timeout time.Duration) (int, error) {
 	if err := o.consume(); err != nil {
 		o.mode = false
@@ -93,6 +97,10 @@ func (o *Owner) Wait(ctx context.Context, subs []Sub, timeout time.Duration) (in
 	o.mode = false
 	db := o.db
 	db.mu.Lock()
+	if db.closed {
+		db.mu.Unlock()
+		return 0, ErrClosed
+	}
 	tables := make([]*table, 0, len(subs))
 	for i, s := range subs {
 		t, err := db.lookupLocked(s.Database, s.Table)
@@ -277,9 +285,10 @@ func (o *Owner) release() bool {
 	}
 	o.row = nil
 	o.db.mu.Lock()
+	defer o.db.mu.Unlock()
+	released := !h.t.dead
 	o.db.releaseLocked(h)
-	o.db.mu.Unlock()
-	return !h.t.wdead
+	return released
 }
 
 // RowID returns the rowid of the owned row; ok is false in owner mode
@@ -314,6 +323,11 @@ func (o *Owner) OwnsRowIn(h Table) bool {
 func (o *Owner) Scan(h Table, fn func(rowid uint64, payload []byte) bool) error {
 	db := o.db
 	t := h.t
+	db.readMu.RLock() // keeps the store open for the scan
+	defer db.readMu.RUnlock()
+	if db.isClosed() {
+		return ErrClosed
+	}
 	if o.mode {
 		if o.row == nil || o.row.t != t {
 			return nil
@@ -420,6 +434,16 @@ func (o *Owner) DeleteRows(h Table, rowids []uint64) (int, error) {
 			}
 		},
 	})
+	if errors.Is(err, ErrClosed) { // never reached the commit loop
+		db.mu.Lock()
+		if !t.dead {
+			t.held -= len(taken)
+			for _, r := range taken {
+				t.free.ReplaceOrInsert(r)
+			}
+		}
+		db.mu.Unlock()
+	}
 	if err != nil {
 		return 0, err
 	}

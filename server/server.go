@@ -2,7 +2,9 @@ package server
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/rsa"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -72,7 +74,8 @@ func New(eng *sqlfront.Engine, cfg Config) *Server {
 		eng:       eng,
 		cfg:       cfg,
 		log:       cfg.Logger.With("component", "server"),
-		mysrv:     gms.NewServer(cfg.Version, mysql.DEFAULT_COLLATION_ID, cfg.DefaultAuth, cfg.RSAKey, nil),
+		mysrv: gms.NewServerWithAuth(cfg.Version, mysql.DEFAULT_COLLATION_ID, cfg.DefaultAuth, cfg.RSAKey, nil,
+			&authProvider{users: cfg.Users}),
 		listeners: map[net.Listener]struct{}{},
 		conns:     map[uint32]*conn{},
 	}
@@ -261,7 +264,9 @@ type authHandler struct {
 func (a *authHandler) GetCredential(user string) (gms.Credential, bool, error) {
 	pw, ok := a.srv.cfg.Users[user]
 	if !ok {
-		return gms.Credential{}, false, nil
+		// An unknown user fails like a wrong password (1045), as on MySQL,
+		// rather than with go-mysql's "no such user" error.
+		pw = unguessable
 	}
 	plugin := a.srv.cfg.DefaultAuth
 	switch p := a.wc.clientPlugin(); p {
@@ -273,6 +278,29 @@ func (a *authHandler) GetCredential(user string) (gms.Credential, bool, error) {
 		}
 	}
 	return gms.Credential{Passwords: []string{pw}, AuthPluginName: plugin}, true, nil
+}
+
+// unguessable is a password nobody can present: 32 random bytes.
+var unguessable = func() string {
+	b := make([]byte, 32)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}()
+
+// authProvider wraps go-mysql's checks. go-mysql panics when a user whose
+// password is empty logs in with a non-empty one; that is simply a wrong
+// password.
+type authProvider struct {
+	gms.DefaultAuthenticationProvider
+	users map[string]string
+}
+
+func (p *authProvider) Authenticate(c *gms.Conn, plugin string, data []byte) error {
+	pw, known := p.users[c.GetUser()]
+	if known && pw == "" && !(len(data) == 0 || len(data) == 1 && data[0] == 0) {
+		return gms.ErrAccessDenied
+	}
+	return p.DefaultAuthenticationProvider.Authenticate(c, plugin, data)
 }
 
 func (a *authHandler) OnAuthSuccess(*gms.Conn) error { return nil }

@@ -222,3 +222,24 @@ func (w *watchConn) stopWatch() {
 	<-w.watchDone
 	_ = w.Conn.SetReadDeadline(time.Time{})
 }
+
+// Close sends what is buffered (an error packet, say) before closing.
+func (w *watchConn) Close() error {
+	_ = w.Flush()
+	return w.Conn.Close()
+}
+
+// RemoteAddr reports the client's address without its port, so that
+// "Access denied for user 'u'@'host'" names the host as MySQL does.
+func (w *watchConn) RemoteAddr() net.Addr {
+	a := w.Conn.RemoteAddr()
+	if host, _, err := net.SplitHostPort(a.String()); err == nil {
+		return hostAddr(host)
+	}
+	return a
+}
+
+type hostAddr string
+
+func (h hostAddr) Network() string { return "tcp" }
+func (h hostAddr) String() string  { return string(h) }

