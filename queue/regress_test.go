@@ -11,9 +11,9 @@ import (
 	"time"
 )
 
-// TestScanAfterClose: every call returns ErrClosed once the DB is closed;
-// ErrClosed once the DB is closed, but Owner.Scan calls Pebble's Get/NewIter
-// on the closed store, which panics.
+// TestScanAfterClose: every call returns ErrClosed once the DB is closed,
+// including scans, which must not reach the closed Pebble store (it
+// panics).
 func TestScanAfterClose(t *testing.T) {
 	tests := []struct {
 		name  string

@@ -45,9 +45,9 @@ var ErrServerClosed = errors.New("server: closed")
 
 // Server accepts MySQL connections and serves them from a sqlfront.Engine.
 type Server struct {
-	eng  *sqlfront.Engine
-	cfg  Config
-	log  *slog.Logger
+	eng   *sqlfront.Engine
+	cfg   Config
+	log   *slog.Logger
 	mysrv *gms.Server
 
 	shutting atomic.Bool
@@ -71,9 +71,9 @@ func New(eng *sqlfront.Engine, cfg Config) *Server {
 		cfg.DefaultAuth = mysql.AUTH_NATIVE_PASSWORD
 	}
 	return &Server{
-		eng:       eng,
-		cfg:       cfg,
-		log:       cfg.Logger.With("component", "server"),
+		eng: eng,
+		cfg: cfg,
+		log: cfg.Logger.With("component", "server"),
 		mysrv: gms.NewServerWithAuth(cfg.Version, mysql.DEFAULT_COLLATION_ID, cfg.DefaultAuth, cfg.RSAKey, nil,
 			&authProvider{users: cfg.Users}),
 		listeners: map[net.Listener]struct{}{},

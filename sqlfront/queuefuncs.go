@@ -185,5 +185,3 @@ func coerceInt(v any) int64 {
 	}
 	return int64(f)
 }
-
-

@@ -177,7 +177,9 @@ func (s *Session) Execute(ctx context.Context, st *Stmt, args []any) (*Result, e
 	return s.execStmt(ctx, st.node, args)
 }
 
-type paramCounter struct{ markers []*test_driver.ParamMarkerExpr }
+type paramCounter struct {
+	markers []*test_driver.ParamMarkerExpr
+}
 
 func (v *paramCounter) Enter(n ast.Node) (ast.Node, bool) {
 	if m, ok := n.(*test_driver.ParamMarkerExpr); ok {

@@ -19,7 +19,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -59,15 +58,16 @@ var errVersion = errors.New("version printed")
 
 // Main is the program: flags, then Run until the context ends, then Close.
 type Main struct {
-	Listen          string
-	DataDir         string
-	User            string
-	Password        string
-	LogLevel        string
-	LogFormat       string
-	Sync            bool
-	DefaultAuth     string
-	ShutdownTimeout time.Duration
+	Listen           string
+	DataDir          string
+	User             string
+	Password         string
+	LogLevel         string
+	LogFormat        string
+	Sync             bool
+	DefaultAuth      string
+	ShutdownTimeout  time.Duration
+	HandshakeTimeout time.Duration
 
 	log      *slog.Logger
 	db       *queue.DB
@@ -78,14 +78,15 @@ type Main struct {
 // NewMain returns a Main with the defaults.
 func NewMain() *Main {
 	return &Main{
-		Listen:          "127.0.0.1:3306",
-		DataDir:         "./q4m-data",
-		User:            "root",
-		LogLevel:        "info",
-		LogFormat:       "text",
-		Sync:            true,
-		DefaultAuth:     mysql.AUTH_NATIVE_PASSWORD,
-		ShutdownTimeout: 10 * time.Second,
+		Listen:           "127.0.0.1:3306",
+		DataDir:          "./q4m-data",
+		User:             "root",
+		LogLevel:         "info",
+		LogFormat:        "text",
+		Sync:             true,
+		DefaultAuth:      mysql.AUTH_NATIVE_PASSWORD,
+		ShutdownTimeout:  10 * time.Second,
+		HandshakeTimeout: 10 * time.Second,
 	}
 }
 
@@ -102,6 +103,7 @@ func (m *Main) ParseFlags(args []string, out io.Writer) error {
 	syncMode := fs.String("sync", "on", "on: every acknowledged write is synced to disk (group commit); off: UNSAFE, for benchmarks")
 	fs.StringVar(&m.DefaultAuth, "default-auth", m.DefaultAuth, "auth plugin proposed in the handshake: mysql_native_password or caching_sha2_password")
 	fs.DurationVar(&m.ShutdownTimeout, "shutdown-timeout", m.ShutdownTimeout, "how long a graceful shutdown waits for busy connections")
+	fs.DurationVar(&m.HandshakeTimeout, "handshake-timeout", m.HandshakeTimeout, "how long a new connection may take to log in")
 	version := fs.Bool("version", false, "print the version and exit")
 	fs.Usage = func() {
 		fmt.Fprintf(out, "Usage: q4mproxy [flags]\n\nA MySQL-protocol server emulating the Q4M queue engine.\n\nFlags:\n")
@@ -195,11 +197,12 @@ func (m *Main) Run(ctx context.Context) error {
 	hostname, _ := os.Hostname()
 	version := "5.7.99-q4mproxy-" + Version
 	srv := server.New(nil, server.Config{
-		Version:     version,
-		Users:       map[string]string{m.User: m.Password},
-		DefaultAuth: m.DefaultAuth,
-		RSAKey:      key,
-		Logger:      m.log,
+		Version:          version,
+		Users:            map[string]string{m.User: m.Password},
+		DefaultAuth:      m.DefaultAuth,
+		RSAKey:           key,
+		HandshakeTimeout: m.HandshakeTimeout,
+		Logger:           m.log,
 	})
 	eng := sqlfront.NewEngine(db, sqlfront.Config{
 		Version:        version,
@@ -266,5 +269,3 @@ func loadOrCreateKey(path string) (*rsa.PrivateKey, error) {
 	}
 	return k, nil
 }
-
-var _ = strconv.Itoa
