@@ -211,7 +211,10 @@ func (s *Session) execStmt(ctx context.Context, stmt ast.StmtNode, params []any)
 		}
 		return nil, notSupported("EXPLAIN")
 	case *ast.UseStmt:
-		return nil, s.UseDB(x.DBName)
+		if err := s.UseDB(x.DBName); err != nil {
+			return nil, err
+		}
+		return &Result{}, nil
 	case *ast.BeginStmt, *ast.CommitStmt, *ast.RollbackStmt:
 		return &Result{}, nil // Q4M is not transactional: every statement takes effect at once
 	case *ast.CreateTableStmt:

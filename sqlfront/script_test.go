@@ -1,0 +1,454 @@
+package sqlfront
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+
+	"github.com/q4mproxy/q4mproxy/queue"
+)
+
+func newEngine(t *testing.T) *Engine {
+	t.Helper()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	db, err := queue.Open("db", &queue.Options{FS: vfs.NewMem(), Logger: log, InitialDatabases: []string{"test"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return NewEngine(db, Config{Version: "5.7.99-test", VersionComment: "test comment", Logger: log})
+}
+
+func newSession(t *testing.T, e *Engine) *Session {
+	s := e.NewSession(7, "root", "127.0.0.1")
+	if err := s.UseDB("test"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// render prints a result compactly: "col1,col2|v1,v2|v1,v2" or "ok N".
+func render(r *Result) string {
+	if !r.HasRows() {
+		return fmt.Sprintf("ok %d", r.AffectedRows)
+	}
+	var parts []string
+	var names []string
+	for _, c := range r.Columns {
+		names = append(names, c.Name)
+	}
+	parts = append(parts, strings.Join(names, ","))
+	for _, row := range r.Rows {
+		var vals []string
+		for _, v := range row {
+			if v == nil {
+				vals = append(vals, "NULL")
+			} else {
+				vals = append(vals, toString(v))
+			}
+		}
+		parts = append(parts, strings.Join(vals, ","))
+	}
+	return strings.Join(parts, "|")
+}
+
+// errCode returns the MySQL code of a sqlfront error, 1146/1050/1049 for
+// wrapped queue errors, or 0.
+func errCode(err error) int {
+	var e *Error
+	var te *TableError
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &e):
+		return int(e.Code)
+	case errors.As(err, &te) && errors.Is(err, queue.ErrNoSuchTable):
+		return 1146
+	case errors.As(err, &te) && errors.Is(err, queue.ErrTableExists):
+		return 1050
+	}
+	return -1
+}
+
+type step struct {
+	sql  string
+	want string // rendered result, or "ERR <code>"
+}
+
+type script struct {
+	name  string
+	steps []step
+}
+
+func runScripts(t *testing.T, scripts []script) {
+	for _, sc := range scripts {
+		t.Run(sc.name, func(t *testing.T) {
+			s := newSession(t, newEngine(t))
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			for i, st := range sc.steps {
+				r, err := s.Exec(ctx, st.sql)
+				got := ""
+				if err != nil {
+					got = fmt.Sprintf("ERR %d", errCode(err))
+				} else {
+					got = render(r)
+				}
+				if got != st.want {
+					t.Fatalf("step %d %q:\n got %q\nwant %q (err %v)", i, st.sql, got, st.want, err)
+				}
+			}
+		})
+	}
+}
+
+const mk = "CREATE TABLE q (v1 int not null, v2 varchar(255)) ENGINE=queue"
+
+func TestStatements(t *testing.T) {
+	runScripts(t, []script{
+		{"quick start", []step{
+			{mk, "ok 0"},
+			{`INSERT INTO q (v1, v2) VALUES (3, "hello world!")`, "ok 1"},
+			{"SELECT queue_wait('q')", "queue_wait('q')|1"},
+			{"SELECT * FROM q", "v1,v2|3,hello world!"},
+			{"SELECT queue_end()", "queue_end()|1"},
+			{"SELECT * FROM q", "v1,v2"},
+		}},
+		{"insert forms", []step{
+			{mk, "ok 0"},
+			{"INSERT INTO q VALUES ('12', 'it\\'s'), (3*10, \"dq\"), (-(2), NULL)", "ok 3"},
+			{"INSERT q SET v2 = 'set', v1 = 5", "ok 1"},
+			{"INSERT INTO q (v1) VALUES (7)", "ok 1"},
+			{"INSERT INTO q (v2, v1) VALUES (DEFAULT, 8)", "ok 1"},
+			{"INSERT INTO q (v1, v2) VALUES (1.5, 0x41)", "ok 1"},
+			{"INSERT INTO q VALUES (' 9 ', concat('a','b'))", "ok 1"},
+			{"SELECT * FROM q", "v1,v2|12,it's|30,dq|-2,NULL|5,set|7,NULL|8,NULL|2,A|9,ab"},
+		}},
+		{"strict errors", []step{
+			{"CREATE TABLE t (i tinyint not null, u int unsigned, s char(2), d decimal(4,1), dt datetime, e enum('a','b')) ENGINE=queue", "ok 0"},
+			{"INSERT INTO t (i) VALUES (128)", "ERR 1264"},
+			{"INSERT INTO t (i, u) VALUES (1, -1)", "ERR 1264"},
+			{"INSERT INTO t (i, s) VALUES (1, 'abc')", "ERR 1406"},
+			{"INSERT INTO t (i, d) VALUES (1, 1000)", "ERR 1264"},
+			{"INSERT INTO t (i, d) VALUES (1, 'x')", "ERR 1366"},
+			{"INSERT INTO t (i, dt) VALUES (1, 'nope')", "ERR 1292"},
+			{"INSERT INTO t (i, e) VALUES (1, 'c')", "ERR 1265"},
+			{"INSERT INTO t (i) VALUES ('')", "ERR 1366"},
+			{"INSERT INTO t (u) VALUES (1)", "ERR 1364"},
+			{"INSERT INTO t (i, i) VALUES (1, 1)", "ERR 1110"},
+			{"INSERT INTO t (i, s) VALUES (1, x'ff')", "ERR 1366"},
+			{"INSERT INTO t (i, d, dt, e) VALUES ('-3', 12.34, '2024-01-02 3:04:05', 'B')", "ok 1"},
+			{"SELECT i, d, dt, e FROM t", "i,d,dt,e|-3,12.3,2024-01-02 03:04:05,b"},
+		}},
+		{"multi-row insert is atomic", []step{
+			{mk, "ok 0"},
+			{"INSERT INTO q (v1) VALUES (1), (2), (NULL)", "ERR 1048"},
+			{"INSERT INTO q (v1) VALUES (1), (2, 3)", "ERR 1136"},
+			{"SELECT COUNT(*) FROM q", "COUNT(*)|0"},
+		}},
+		{"select where order limit", []step{
+			{mk, "ok 0"},
+			{"INSERT INTO q VALUES (1,'a'),(2,'B'),(3,'c'),(4,NULL)", "ok 4"},
+			{"SELECT v1 FROM q WHERE v2 = 'b'", "v1|2"},
+			{"SELECT v1 FROM q WHERE v2 IS NULL OR v1 < 2", "v1|1|4"},
+			{"SELECT v1 FROM q WHERE v1 BETWEEN 2 AND 3 AND v2 LIKE '%'", "v1|2|3"},
+			{"SELECT v1 FROM q WHERE v1 IN (1, 3)", "v1|1|3"},
+			{"SELECT v1 AS x, v1*2 FROM q ORDER BY v1 DESC LIMIT 1, 2", "x,v1*2|3,6|2,4"},
+			{"SELECT COUNT(*) FROM q WHERE v1 > 1", "COUNT(*)|3"},
+			{"SELECT COUNT(v2) FROM q", "COUNT(v2)|3"},
+			{"SELECT nope FROM q", "ERR 1054"},
+			{"SELECT * FROM q WHERE nope = 1", "ERR 1054"},
+			{"SELECT * FROM nosuch", "ERR 1146"},
+			{"SELECT * FROM q, q AS q2", "ERR 1235"},
+		}},
+		{"delete", []step{
+			{"CREATE TABLE d (v int, w int) ENGINE=queue", "ok 0"},
+			{"INSERT INTO d VALUES (1,1),(2,3),(2,1),(3,1)", "ok 4"},
+			{"DELETE FROM d WHERE v=2 ORDER BY w LIMIT 1", "ok 1"},
+			{"SELECT * FROM d", "v,w|1,1|2,3|3,1"},
+			{"DELETE FROM d LIMIT 2", "ok 2"},
+			{"SELECT * FROM d", "v,w|3,1"},
+			{"DELETE FROM d", "ok 1"},
+		}},
+		{"update is refused when a row matches", []step{
+			{mk, "ok 0"},
+			{"UPDATE q SET v1 = 1", "ok 0"},
+			{"INSERT INTO q (v1) VALUES (1)", "ok 1"},
+			{"UPDATE q SET v1 = 2 WHERE v1 = 5", "ok 0"},
+			{"UPDATE q SET v1 = 2", "ERR 1031"},
+		}},
+		{"ddl", []step{
+			{"CREATE TABLE t (a int) ENGINE=InnoDB", "ERR 1286"},
+			{"CREATE TABLE t (a int)", "ERR 1286"},
+			{"CREATE TABLE t (a int, KEY (a)) ENGINE=queue", "ERR 1069"},
+			{"CREATE TABLE t (a int primary key) ENGINE=queue", "ERR 1069"},
+			{"CREATE TABLE t (a int auto_increment) ENGINE=queue", "ERR 1164"},
+			{"CREATE TABLE t (a int, a int) ENGINE=queue", "ERR 1060"},
+			{"CREATE TABLE t (a int not null default null) ENGINE=queue", "ERR 1067"},
+			{"CREATE TABLE t (a int default 'x') ENGINE=queue", "ERR 1067"},
+			{"CREATE TABLE t (a int default 5, b text, c timestamp default current_timestamp) ENGINE=QUEUE DEFAULT CHARSET=utf8", "ok 0"},
+			{"CREATE TABLE t (a int) ENGINE=queue", "ERR 1050"},
+			{"CREATE TABLE IF NOT EXISTS t (a int) ENGINE=queue", "ok 0"},
+			{"INSERT INTO t (b) VALUES ('x')", "ok 1"},
+			{"SELECT a, b FROM t", "a,b|5,x"},
+			{"TRUNCATE t", "ok 0"},
+			{"SELECT * FROM t", "a,b,c"},
+			{"DROP TABLE t", "ok 0"},
+			{"DROP TABLE t", "ERR 1051"},
+			{"DROP TABLE IF EXISTS t", "ok 0"},
+			{"CREATE DATABASE d2", "ok 1"},
+			{"CREATE DATABASE d2", "ERR 1007"},
+			{"CREATE TABLE d2.x (a int) ENGINE=queue", "ok 0"},
+			{"SHOW TABLES FROM d2", "Tables_in_d2|x"},
+			{"USE d2", "ok 0"},
+			{"SELECT DATABASE()", "DATABASE()|d2"},
+			{"DROP DATABASE d2", "ok 1"},
+			{"SELECT DATABASE()", "DATABASE()|NULL"},
+			{"SELECT * FROM x", "ERR 1046"},
+			{"USE nosuch", "ERR 1049"},
+			{"DROP DATABASE nosuch", "ERR 1008"},
+		}},
+		{"show and describe", []step{
+			{"CREATE TABLE s (v1 int not null, v2 varchar(255) default 'z', b mediumblob) ENGINE=queue", "ok 0"},
+			{"SHOW TABLES", "Tables_in_test|s"},
+			{"SHOW TABLES LIKE 'x%'", "Tables_in_test (x%)"},
+			{"SHOW DATABASES", "Database|test"},
+			{"DESCRIBE s", "Field,Type,Null,Key,Default,Extra|v1,int(11),NO,,NULL,|v2,varchar(255),YES,,z,|b,mediumblob,YES,,NULL,"},
+			{"SHOW COLUMNS FROM s LIKE 'v%'", "Field,Type,Null,Key,Default,Extra|v1,int(11),NO,,NULL,|v2,varchar(255),YES,,z,"},
+			{"SHOW CREATE TABLE s", "Table,Create Table|s,CREATE TABLE `s` (\n  `v1` int(11) NOT NULL,\n  `v2` varchar(255) DEFAULT 'z',\n  `b` mediumblob\n) ENGINE=QUEUE DEFAULT CHARSET=utf8mb4"},
+			{"SHOW VARIABLES LIKE 'max_allowed_packet'", "Variable_name,Value|max_allowed_packet,67108864"},
+			{"SHOW VARIABLES WHERE Variable_name = 'autocommit'", "Variable_name,Value|autocommit,ON"},
+			{"SHOW ENGINES", "Engine,Support,Comment,Transactions,XA,Savepoints|QUEUE,DEFAULT,Queue storage engine for MySQL (q4mproxy emulation),NO,NO,NO"},
+			{"SHOW WARNINGS", "Level,Code,Message"},
+			{"SHOW GRANTS", "ERR 1235"},
+		}},
+		{"session statements", []step{
+			{"SELECT @@version_comment LIMIT 1", "@@version_comment|test comment"},
+			{"SELECT VERSION(), CONNECTION_ID(), 1, 'a', NULL, 1+2*3, 7 DIV 2, 7 % 3", "VERSION(),CONNECTION_ID(),1,'a',NULL,1+2*3,7 DIV 2,7 % 3|5.7.99-test,7,1,a,NULL,7,3,1"},
+			{"SET NAMES utf8mb4", "ok 0"},
+			{"SET NAMES 'utf8' COLLATE 'utf8_general_ci'", "ok 0"},
+			{"SET autocommit=0", "ok 0"},
+			{"SELECT @@autocommit, @@session.autocommit", "@@autocommit,@@session.autocommit|0,0"},
+			{"SET @@session.autocommit = ON", "ok 0"},
+			{"SELECT @@autocommit", "@@autocommit|1"},
+			{"SET SESSION wait_timeout = 10, @x = 'hi'", "ok 0"},
+			{"SELECT @@wait_timeout, @x, @undefined", "@@wait_timeout,@x,@undefined|10,hi,NULL"},
+			{"SET character_set_server = 'utf8mb4'", "ok 0"},
+			{"SET nosuch = 1", "ERR 1193"},
+			{"SET version = 'x'", "ERR 1238"},
+			{"SELECT @@nosuch", "ERR 1193"},
+			{"BEGIN", "ok 0"},
+			{"COMMIT", "ok 0"},
+			{"ROLLBACK", "ok 0"},
+			{"SELEC 1", "ERR 1064"},
+			{"", "ERR 1065"},
+			{"SELECT 1; SELECT 2", "ERR 1064"},
+			{"SELECT nosuchfunc()", "ERR 1305"},
+			{"GRANT ALL ON *.* TO x", "ERR 1235"},
+		}},
+	})
+}
+
+func TestQueueFunctions(t *testing.T) {
+	runScripts(t, []script{
+		{"owner mode life cycle", []step{
+			{mk, "ok 0"},
+			{"CREATE TABLE q2 (v1 int) ENGINE=queue", "ok 0"},
+			{"SELECT queue_abort()", "ERR 1123"},
+			{"SELECT queue_rowid()", "ERR 1123"},
+			{"SELECT queue_wait()", "ERR 1123"},
+			{"SELECT queue_wait('nosuch', 0)", "queue_wait('nosuch', 0)|NULL"},
+			{"SELECT queue_wait('q', 0)", "queue_wait('q', 0)|0"},
+			{"SELECT queue_rowid()", "queue_rowid()|NULL"},
+			{"INSERT INTO q (v1) VALUES (1), (2)", "ok 2"},
+			{"SELECT * FROM q", "v1,v2"}, // owner mode without a row: empty view
+			{"SELECT COUNT(*) FROM q", "COUNT(*)|0"},
+			{"SELECT queue_end()", "queue_end()|1"},
+			{"SELECT COUNT(*) FROM q", "COUNT(*)|2"},
+			{"SELECT queue_wait('q')", "queue_wait('q')|1"},
+			{"SELECT queue_rowid(), v1 FROM q", "ERR 1123"}, // queue functions per row of a table
+			{"SELECT queue_rowid()", "queue_rowid()|1"},
+			{"SELECT queue_rowid(1)", "ERR 1123"},
+			{"SELECT * FROM q2", "v1"}, // other tables look empty in owner mode
+			{"SELECT queue_abort()", "queue_abort()|1"},
+			{"SELECT v1 FROM q", "v1|1|2"}, // the row is back at the head
+			{"SELECT queue_wait('q2', 'q', '1')", "queue_wait('q2', 'q', '1')|2"},
+			{"SELECT v1 FROM q", "v1|1"},
+			{"SELECT queue_wait('q', 0)", "queue_wait('q', 0)|1"}, // consumes row 1
+			{"SELECT queue_rowid(), queue_end()", "queue_rowid(),queue_end()|2,1"},
+			{"SELECT COUNT(*) FROM q", "COUNT(*)|0"},
+		}},
+		{"last argument is the timeout", []step{
+			{mk, "ok 0"},
+			{"CREATE TABLE b (v1 int) ENGINE=queue", "ok 0"},
+			{"INSERT INTO b VALUES (1)", "ok 1"},
+			{"SELECT queue_wait('q', 'b')", "queue_wait('q', 'b')|0"}, // 'b' is the timeout (0), not a table
+			{"SELECT queue_end()", "queue_end()|1"},
+			{"SELECT queue_wait(NULL)", "queue_wait(NULL)|NULL"},
+			{"SELECT queue_wait('test.b', 0)", "queue_wait('test.b', 0)|1"},
+			{"SELECT queue_wait('q:v1=1', 0)", "queue_wait('q:v1=1', 0)|NULL"}, // conditions: not yet
+			{"SELECT * FROM b", "v1"},                                          // the NULL wait consumed the row and left owner mode
+		}},
+		{"one-statement consume form", []step{
+			{mk, "ok 0"},
+			{"INSERT INTO q VALUES (1, 'a'), (2, 'b')", "ok 2"},
+			{"SELECT * FROM q WHERE queue_wait('q')", "v1,v2|1,a"},
+			{"SELECT * FROM q WHERE queue_wait('q')", "v1,v2|2,b"},
+			{"SELECT * FROM q WHERE queue_wait('q', 0)", "v1,v2"},
+			{"SELECT queue_end()", "queue_end()|1"},
+			{"SELECT * FROM q WHERE v1 = 1 AND queue_wait('q')", "ERR 1123"},
+		}},
+		{"owner delete", []step{
+			{mk, "ok 0"},
+			{"INSERT INTO q (v1) VALUES (1), (2)", "ok 2"},
+			{"SELECT queue_wait('q')", "queue_wait('q')|1"},
+			{"DELETE FROM q WHERE v1 = 2", "ok 0"}, // not visible in owner mode
+			{"DELETE FROM q", "ok 1"},
+			{"SELECT * FROM q", "v1,v2"},
+			{"SELECT queue_abort()", "queue_abort()|1"},
+			{"SELECT v1 FROM q", "v1|2"},
+		}},
+	})
+}
+
+// TestTwoSessions checks visibility between connections, waits woken by
+// another session's insert, and the release of a closed session's row.
+func TestTwoSessions(t *testing.T) {
+	e := newEngine(t)
+	a, b := newSession(t, e), newSession(t, e)
+	ctx := t.Context()
+	exec := func(s *Session, sql string) string {
+		t.Helper()
+		r, err := s.Exec(ctx, sql)
+		if err != nil {
+			return fmt.Sprintf("ERR %d", errCode(err))
+		}
+		return render(r)
+	}
+	for _, st := range []struct {
+		s         *Session
+		sql, want string
+	}{
+		{a, mk, "ok 0"},
+		{a, "INSERT INTO q (v1) VALUES (1), (2), (3)", "ok 3"},
+		{a, "SELECT queue_wait('q')", "queue_wait('q')|1"},
+		{b, "SELECT v1 FROM q", "v1|2|3"},
+		{b, "SELECT COUNT(*) FROM q", "COUNT(*)|3"}, // Q4M: COUNT(*) without WHERE includes owned rows
+		{b, "SELECT COUNT(*) FROM q WHERE 1", "COUNT(*)|2"},
+		{b, "DELETE FROM q", "ok 2"}, // spares a's row
+		{a, "SELECT v1 FROM q", "v1|1"},
+	} {
+		if got := exec(st.s, st.sql); got != st.want {
+			t.Fatalf("%q: got %q want %q", st.sql, got, st.want)
+		}
+	}
+	// b blocks; a's close releases its row to b.
+	done := make(chan string, 1)
+	go func() {
+		r, err := b.Exec(ctx, "SELECT queue_wait('q', 10)")
+		if err != nil {
+			done <- err.Error()
+			return
+		}
+		done <- render(r)
+	}()
+	if !a.Close() {
+		t.Fatal("Close released nothing")
+	}
+	select {
+	case got := <-done:
+		if got != "queue_wait('q', 10)|1" {
+			t.Fatalf("waiter got %q", got)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("waiter not woken by the released row")
+	}
+	if got := exec(b, "SELECT v1 FROM q"); got != "v1|1" {
+		t.Fatalf("b owns %q", got)
+	}
+}
+
+func TestPrepared(t *testing.T) {
+	s := newSession(t, newEngine(t))
+	ctx := t.Context()
+	if _, err := s.Exec(ctx, mk); err != nil {
+		t.Fatal(err)
+	}
+	st, err := s.Prepare("INSERT INTO q (v2, v1) VALUES (?, ?), (?, ?)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.NumParams() != 4 {
+		t.Fatalf("NumParams = %d", st.NumParams())
+	}
+	if _, err := s.Execute(ctx, st, []any{"a", int64(1), []byte("b"), "2"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Execute(ctx, st, []any{"a"}); errCode(err) != 1210 {
+		t.Fatalf("wrong param count: %v", err)
+	}
+	sel, err := s.Prepare("SELECT v1, v2 FROM q WHERE v1 >= ? LIMIT ?")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := s.Execute(ctx, sel, []any{"2", int64(5)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := render(r); got != "v1,v2|2,b" {
+		t.Fatalf("got %q", got)
+	}
+	w, _ := s.Prepare("SELECT queue_wait(?, ?)")
+	r, err = s.Execute(ctx, w, []any{"q", "1"})
+	if err != nil || render(r) != "queue_wait(?, ?)|1" {
+		t.Fatalf("prepared wait: %v %v", render(r), err)
+	}
+}
+
+func TestColumnTypes(t *testing.T) {
+	s := newSession(t, newEngine(t))
+	ctx := t.Context()
+	if _, err := s.Exec(ctx, "CREATE TABLE c (i int not null, u bigint unsigned, f float, d double, n decimal(6,2), s varchar(10), b blob, t text, dt datetime, da date) ENGINE=queue"); err != nil {
+		t.Fatal(err)
+	}
+	r, err := s.Exec(ctx, "SELECT * FROM c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []struct {
+		tp    byte
+		flags uint16
+	}{
+		{3, flagNotNull | flagNum}, {8, flagUnsigned | flagNum}, {4, flagNum}, {5, flagNum}, {246, flagNum},
+		{253, 0}, {252, flagBlob | flagBinary}, {252, flagBlob}, {12, 0}, {10, 0},
+	}
+	for i, c := range r.Columns {
+		if c.Type != want[i].tp || c.Flags != want[i].flags {
+			t.Errorf("column %s: type %d flags %d; want %d %d", c.Name, c.Type, c.Flags, want[i].tp, want[i].flags)
+		}
+	}
+}
+
+func TestRowCodec(t *testing.T) {
+	vals := []any{nil, int64(-5), uint64(1 << 63), 1.25, []byte{0, 255}, "héllo", ""}
+	got, err := decodeRow(encodeRow(vals), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(got) != fmt.Sprint(vals) {
+		t.Fatalf("round trip: %v != %v", got, vals)
+	}
+	for _, bad := range [][]byte{nil, {5}, {1, 9}, {1, tagBytes, 10, 'a'}} {
+		if _, err := decodeRow(bad, nil); err == nil {
+			t.Errorf("decodeRow(%v) accepted corrupt input", bad)
+		}
+	}
+}
