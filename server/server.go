@@ -191,6 +191,21 @@ func (s *Server) handle(raw net.Conn) {
 	h.log.Debug("disconnected")
 }
 
+// running reports whether any connection is executing a statement (tests).
+func (s *Server) running() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, c := range s.conns {
+		c.mu.Lock()
+		busy := c.cancelQuery != nil
+		c.mu.Unlock()
+		if busy {
+			return true
+		}
+	}
+	return false
+}
+
 // Kill carries out KILL [QUERY] id on behalf of user.
 func (s *Server) Kill(_ context.Context, id uint64, query bool, user string) error {
 	s.mu.Lock()

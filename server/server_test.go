@@ -1,0 +1,264 @@
+package server
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/go-sql-driver/mysql"
+
+	"github.com/q4mproxy/q4mproxy/queue"
+	"github.com/q4mproxy/q4mproxy/sqlfront"
+)
+
+// startServer runs a Server in-process on 127.0.0.1:0 over an in-memory store.
+func startServer(t *testing.T) (*Server, string) {
+	t.Helper()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	db, err := queue.Open("db", &queue.Options{FS: vfs.NewMem(), Logger: log, InitialDatabases: []string{"test"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := New(nil, Config{Version: "5.7.99-test", Users: map[string]string{"root": ""}, Logger: log})
+	srv.SetEngine(sqlfront.NewEngine(db, sqlfront.Config{Version: "5.7.99-test", Kill: srv.Kill, Logger: log}))
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(l) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+		if err := <-served; !errors.Is(err, ErrServerClosed) {
+			t.Errorf("Serve returned %v", err)
+		}
+		db.Close()
+	})
+	return srv, l.Addr().String()
+}
+
+func openConn(t *testing.T, addr string, params string) *sql.Conn {
+	t.Helper()
+	db, err := sql.Open("mysql", "root@tcp("+addr+")/test"+params)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	c, err := db.Conn(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func myErr(err error) (uint16, string) {
+	var me *mysql.MySQLError
+	if errors.As(err, &me) {
+		return me.Number, string(me.SQLState[:])
+	}
+	return 0, ""
+}
+
+// TestErrorCodes checks errno and SQLSTATE over a real connection, through
+// the text protocol and through server-side prepared statements (where
+// go-mysql would otherwise lose the code).
+func TestErrorCodes(t *testing.T) {
+	_, addr := startServer(t)
+	tests := []struct {
+		sql   string
+		args  []any
+		code  uint16
+		state string
+	}{
+		{"SELECT * FROM nosuch WHERE 1 = ?", []any{1}, 1146, "42S02"},
+		{"SELEC ?", []any{1}, 1064, "42000"},
+		{"INSERT INTO q (v) VALUES (?, ?)", []any{1, 2}, 1136, "21S01"},
+		{"INSERT INTO q (v) VALUES (?)", []any{nil}, 1048, "23000"},
+		{"INSERT INTO q (v, s) VALUES (?, ?)", []any{1, "abcd"}, 1406, "22001"},
+		{"INSERT INTO q (v) VALUES (?)", []any{"x"}, 1366, "HY000"},
+		{"INSERT INTO q (nope) VALUES (?)", []any{1}, 1054, "42S22"},
+		{"SELECT queue_abort() + ?", []any{1}, 1123, "HY000"},
+		{"UPDATE q SET v = ?", []any{1}, 1031, "HY000"},
+		{"CREATE VIEW v AS SELECT ?", []any{1}, 1235, "42000"},
+		{"SET @@nosuch = ?", []any{1}, 1193, "HY000"},
+	}
+	for _, mode := range []string{"", "?interpolateParams=true"} {
+		c := openConn(t, addr, mode)
+		for _, s := range []string{"CREATE TABLE IF NOT EXISTS q (v int not null, s varchar(3)) ENGINE=queue", "INSERT INTO q (v) VALUES (9)"} {
+			if _, err := c.ExecContext(t.Context(), s); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, tc := range tests {
+			t.Run(mode+tc.sql, func(t *testing.T) {
+				_, err := c.ExecContext(t.Context(), tc.sql, tc.args...)
+				code, state := myErr(err)
+				if code != tc.code || state != tc.state {
+					t.Errorf("got %d (%s) from %v; want %d (%s)", code, state, err, tc.code, tc.state)
+				}
+				var one int
+				if err := c.QueryRowContext(t.Context(), "SELECT 1").Scan(&one); err != nil || one != 1 {
+					t.Errorf("connection unusable after the error: %v", err)
+				}
+			})
+		}
+	}
+}
+
+// TestCloseReleases: a connection that closes while owning a row gives it
+// back; one that disconnects while blocked in queue_wait is noticed at
+// once (the statement ends long before its timeout).
+func TestCloseReleases(t *testing.T) {
+	srv, addr := startServer(t)
+	ctx := t.Context()
+	adb, err := sql.Open("mysql", "root@tcp("+addr+")/test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := adb.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := openConn(t, addr, "")
+	for _, s := range []string{"CREATE TABLE w (v int) ENGINE=queue", "CREATE TABLE empty (v int) ENGINE=queue", "INSERT INTO w VALUES (1)"} {
+		if _, err := b.ExecContext(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var idx int
+	if err := a.QueryRowContext(ctx, "SELECT queue_wait('w')").Scan(&idx); err != nil || idx != 1 {
+		t.Fatalf("queue_wait: %d %v", idx, err)
+	}
+	var got sql.NullInt64
+	if err := b.QueryRowContext(ctx, "SELECT queue_wait('w', 0)").Scan(&got); err != nil || got.Int64 != 0 {
+		t.Fatalf("row owned by a was handed to b: %v %v", got, err)
+	}
+	if _, err := b.ExecContext(ctx, "SELECT queue_end()"); err != nil {
+		t.Fatal(err)
+	}
+	a.Close()
+	adb.Close() // really closes the connection
+	eventuallyT(t, "the closed owner's row to come back", func() bool {
+		var got sql.NullInt64
+		if err := b.QueryRowContext(ctx, "SELECT queue_wait('w', 0)").Scan(&got); err != nil {
+			t.Fatal(err)
+		}
+		return got.Int64 == 1
+	})
+	if _, err := b.ExecContext(ctx, "SELECT queue_end()"); err != nil {
+		t.Fatal(err)
+	}
+
+	// A waiter whose client goes away: go-sql-driver closes the socket
+	// when the context is cancelled.
+	cdb, err := sql.Open("mysql", "root@tcp("+addr+")/test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cdb.Close()
+	wctx, cancel := context.WithCancel(ctx)
+	errc := make(chan error, 1)
+	go func() {
+		var v sql.NullInt64
+		errc <- cdb.QueryRowContext(wctx, "SELECT queue_wait('empty', 60)").Scan(&v)
+	}()
+	eventuallyT(t, "queue_wait to start", srv.running)
+	cancel()
+	<-errc
+	eventuallyT(t, "the server to notice the vanished waiter", func() bool { return !srv.running() })
+}
+
+func eventuallyT(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(2 * time.Millisecond) // polling interval
+	}
+}
+
+// TestShutdownEndsWaits: Shutdown ends a blocked queue_wait promptly with
+// 1053 (or a closed connection) and Serve returns ErrServerClosed.
+func TestShutdownEndsWaits(t *testing.T) {
+	srv, addr := startServer(t)
+	c := openConn(t, addr, "")
+	if _, err := c.ExecContext(t.Context(), "CREATE TABLE s (v int) ENGINE=queue"); err != nil {
+		t.Fatal(err)
+	}
+	errc := make(chan error, 1)
+	go func() {
+		var v sql.NullInt64
+		errc <- c.QueryRowContext(context.Background(), "SELECT queue_wait('s', 60)").Scan(&v)
+	}()
+	eventuallyT(t, "queue_wait to start", srv.running)
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	select {
+	case err := <-errc:
+		code, _ := myErr(err)
+		if err == nil || (code != 1053 && !errors.Is(err, mysql.ErrInvalidConn) && !errors.Is(err, io.EOF)) {
+			t.Errorf("waiter got %v (code %d); want 1053 or a closed connection", err, code)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("waiter still blocked after Shutdown")
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("shutdown took %v", d)
+	}
+}
+
+// TestKillQuery: KILL QUERY ends another connection's wait with 1317.
+func TestKillQuery(t *testing.T) {
+	srv, addr := startServer(t)
+	a := openConn(t, addr, "")
+	b := openConn(t, addr, "")
+	if _, err := a.ExecContext(t.Context(), "CREATE TABLE k (v int) ENGINE=queue"); err != nil {
+		t.Fatal(err)
+	}
+	var id int64
+	if err := a.QueryRowContext(t.Context(), "SELECT CONNECTION_ID()").Scan(&id); err != nil {
+		t.Fatal(err)
+	}
+	errc := make(chan error, 1)
+	go func() {
+		var v sql.NullInt64
+		errc <- a.QueryRowContext(context.Background(), "SELECT queue_wait('k', 60)").Scan(&v)
+	}()
+	eventuallyT(t, "queue_wait to start", srv.running)
+	if _, err := b.ExecContext(t.Context(), fmt.Sprintf("KILL QUERY %d", id)); err != nil {
+		t.Fatalf("KILL QUERY: %v", err)
+	}
+	select {
+	case err := <-errc:
+		if code, _ := myErr(err); code != 1317 {
+			t.Errorf("killed wait returned %v; want 1317", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("KILL QUERY did not end the wait")
+	}
+	var one int
+	if err := a.QueryRowContext(t.Context(), "SELECT 1").Scan(&one); err != nil {
+		t.Errorf("connection unusable after KILL QUERY: %v", err)
+	}
+	if _, err := b.ExecContext(t.Context(), "KILL 999999"); err == nil {
+		t.Error("KILL of an unknown id succeeded")
+	} else if code, _ := myErr(err); code != 1094 {
+		t.Errorf("KILL unknown: %v; want 1094", err)
+	}
+}
