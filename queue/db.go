@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -55,6 +56,9 @@ type DB struct {
 	// readMu is held (shared) by readers of the store, and exclusively by
 	// Close before it closes Pebble.
 	readMu sync.RWMutex
+
+	commits atomic.Uint64 // synced batches written by the commit loop
+	ops     atomic.Uint64 // operations they carried
 
 	// failed is set once by the commit loop when a commit fails; read under mu.
 	mu     sync.Mutex
@@ -278,6 +282,19 @@ func (db *DB) isClosed() bool {
 	db.mu.Lock()
 	defer db.mu.Unlock()
 	return db.closed
+}
+
+// Stats are counters of the commit loop since Open.
+type Stats struct {
+	// Commits is the number of batches written (each synced once unless
+	// Options.NoSync); Ops the number of writes they carried. Ops/Commits
+	// is the group-commit factor.
+	Commits, Ops uint64
+}
+
+// Stats returns the commit loop's counters.
+func (db *DB) Stats() Stats {
+	return Stats{Commits: db.commits.Load(), Ops: db.ops.Load()}
 }
 
 // Databases returns the names of all databases, sorted.

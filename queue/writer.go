@@ -76,6 +76,8 @@ func (db *DB) commit(ops []*op) {
 	var cerr error
 	if failed == nil && !b.Empty() {
 		cerr = b.Commit(db.writeOpts)
+		db.commits.Add(1)
+		db.ops.Add(uint64(len(ops)))
 	}
 	_ = b.Close()
 

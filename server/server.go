@@ -318,7 +318,12 @@ func (p *authProvider) Authenticate(c *gms.Conn, plugin string, data []byte) err
 	return p.DefaultAuthenticationProvider.Authenticate(c, plugin, data)
 }
 
-func (a *authHandler) OnAuthSuccess(*gms.Conn) error { return nil }
+// OnAuthSuccess runs before the handshake's OK packet: set the autocommit
+// status flag a new session has, as MySQL does.
+func (a *authHandler) OnAuthSuccess(c *gms.Conn) error {
+	c.SetStatus(mysql.SERVER_STATUS_AUTOCOMMIT)
+	return nil
+}
 
 func (a *authHandler) OnAuthFailure(c *gms.Conn, err error) {
 	a.log.Warn("login failed", "user", c.GetUser(), "err", err)

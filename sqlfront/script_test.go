@@ -229,6 +229,7 @@ func TestStatements(t *testing.T) {
 			{"SHOW ENGINES", "Engine,Support,Comment,Transactions,XA,Savepoints|QUEUE,DEFAULT,Queue storage engine for MySQL (q4mproxy emulation),NO,NO,NO"},
 			{"SHOW WARNINGS", "Level,Code,Message"},
 			{"SHOW GRANTS", "ERR 1235"},
+			{"SHOW ENGINE QUEUE STATUS", "ERR 1235"},
 		}},
 		{"session statements", []step{
 			{"SELECT @@version_comment LIMIT 1", "@@version_comment|test comment"},

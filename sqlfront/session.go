@@ -250,8 +250,13 @@ func stmtName(stmt ast.StmtNode) string {
 	return name + " statements"
 }
 
-// preRoute handles statements the TiDB parser does not know.
-func (s *Session) preRoute(ctx context.Context, sql string) (*Result, bool, error) {
+// preRoute handles statements the TiDB parser does not know, so that they
+// get a clear "not supported" rather than a syntax error.
+func (s *Session) preRoute(_ context.Context, sql string) (*Result, bool, error) {
+	f := strings.Fields(strings.ToLower(strings.TrimRight(strings.TrimSpace(sql), ";")))
+	if len(f) >= 3 && f[0] == "show" && f[1] == "engine" {
+		return nil, true, notSupported("SHOW ENGINE ... STATUS")
+	}
 	return nil, false, nil
 }
 
