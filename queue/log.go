@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"os"
 	"strings"
 )
 
@@ -20,7 +19,16 @@ func (p pebbleLogger) Errorf(format string, args ...any) {
 	p.l.Error(strings.TrimSpace(fmt.Sprintf(format, args...)))
 }
 
+// Fatalf is how Pebble reports a failure it cannot continue from (a failed
+// WAL write or sync, say). It panics with a fatalError: the commit loop
+// recovers it, fails the batch's callers with ErrStorage and refuses later
+// writes; anywhere else the panic stops the process.
 func (p pebbleLogger) Fatalf(format string, args ...any) {
-	p.l.Log(context.Background(), slog.LevelError+4, strings.TrimSpace(fmt.Sprintf(format, args...)))
-	os.Exit(1)
+	msg := strings.TrimSpace(fmt.Sprintf(format, args...))
+	p.l.Log(context.Background(), slog.LevelError+4, "storage failure: "+msg)
+	panic(fatalError{msg})
 }
+
+type fatalError struct{ msg string }
+
+func (e fatalError) Error() string { return "pebble: " + e.msg }

@@ -75,7 +75,7 @@ func (db *DB) commit(ops []*op) {
 	}
 	var cerr error
 	if failed == nil && !b.Empty() {
-		cerr = b.Commit(db.writeOpts)
+		cerr = commitBatch(b, db.writeOpts)
 		db.commits.Add(1)
 		db.ops.Add(uint64(len(ops)))
 	}
@@ -102,4 +102,19 @@ func (db *DB) commit(ops []*op) {
 	for _, o := range ops {
 		close(o.done)
 	}
+}
+
+// commitBatch commits b, turning Pebble's fatal commit errors (reported by
+// panicking through pebbleLogger.Fatalf) into an error.
+func commitBatch(b *pebble.Batch, opts *pebble.WriteOptions) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			fe, ok := r.(fatalError)
+			if !ok {
+				panic(r)
+			}
+			err = fe
+		}
+	}()
+	return b.Commit(opts)
 }
