@@ -213,6 +213,8 @@ func (h *handler) HandleOtherCommand(cmd byte, data []byte) error {
 	case mysql.COM_SET_OPTION:
 		return nil
 	case mysql.COM_RESET_CONNECTION:
+		h.sess.Reset()
+		h.syncStatus()
 		return nil
 	}
 	return newError(mysql.ER_UNKNOWN_COM_ERROR, "Unknown command")

@@ -453,3 +453,26 @@ func TestRowCodec(t *testing.T) {
 		}
 	}
 }
+
+func TestReset(t *testing.T) {
+	e := newEngine(t)
+	s, other := newSession(t, e), newSession(t, e)
+	ctx := t.Context()
+	for _, q := range []string{mk, "INSERT INTO q (v1) VALUES (1)", "SELECT queue_wait('q')", "SET autocommit = 0", "SET @x = 1"} {
+		if _, err := s.Exec(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	s.Reset()
+	if !s.AutoCommit() || s.owner.InOwnerMode() {
+		t.Errorf("after Reset: autocommit %v, owner mode %v", s.AutoCommit(), s.owner.InOwnerMode())
+	}
+	r, err := other.Exec(ctx, "SELECT v1 FROM q")
+	if err != nil || render(r) != "v1|1" {
+		t.Errorf("row not released by Reset: %v %v", render(r), err)
+	}
+	r, err = s.Exec(ctx, "SELECT @x, DATABASE()")
+	if err != nil || render(r) != "@x,DATABASE()|NULL,test" {
+		t.Errorf("after Reset: %v %v", render(r), err)
+	}
+}

@@ -106,6 +106,17 @@ func (s *Session) AutoCommit() bool { return s.autocommit }
 // connection went away). It reports whether a row was released.
 func (s *Session) Close() bool { return s.owner.Close() }
 
+// Reset returns the session to the state of a new connection
+// (COM_RESET_CONNECTION): the owned row is released, owner mode ends,
+// variables are forgotten. The current database is kept, as MySQL keeps it.
+func (s *Session) Reset() {
+	s.owner.Close()
+	s.autocommit = true
+	s.vars = map[string]any{}
+	s.userVars = map[string]any{}
+	s.lastInsertID, s.lastRowCount, s.lastFoundRows = 0, 0, 0
+}
+
 // UseDB makes name the current database (COM_INIT_DB and USE).
 func (s *Session) UseDB(name string) error {
 	if !s.eng.db.HasDatabase(name) {
