@@ -144,44 +144,28 @@ func (s *Session) delete(ctx context.Context, del *ast.DeleteStmt, params []any)
 		row   []any
 	}
 	var cands []cand
-	var ferr error
 	ordered := del.Order != nil
-	err = s.scan(t, sch, func(rowid uint64, row []any) bool {
-		if del.Where != nil {
-			env.row = row
-			v, err := env.eval(del.Where)
-			if err != nil {
-				ferr = err
-				return false
-			}
-			if v == nil || !truth(v) {
-				return true
-			}
-		}
+	err = s.scanWhere(t, sch, env, del.Where, func(rowid uint64, row []any) (bool, error) {
 		cands = append(cands, cand{rowid, row})
-		return ordered || count < 0 || int64(len(cands)) < offset+count
+		return ordered || count < 0 || int64(len(cands)) < offset+count, nil
 	})
-	if ferr != nil {
-		return nil, ferr
-	}
 	if err != nil {
 		return nil, err
 	}
 	if ordered {
 		rows := make([][]any, len(cands))
-		byRow := make(map[*any]uint64, len(cands))
 		for i, c := range cands {
 			rows[i] = c.row
-			if len(c.row) > 0 {
-				byRow[&c.row[0]] = c.rowid
-			}
 		}
-		if err := s.sortRows(env, rows, del.Order.Items); err != nil {
+		perm, err := s.sortRows(env, rows, del.Order.Items)
+		if err != nil {
 			return nil, err
 		}
-		for i, r := range rows {
-			cands[i] = cand{rowid: byRow[&r[0]], row: r}
+		sorted := make([]cand, len(cands))
+		for i, j := range perm {
+			sorted[i] = cands[j]
 		}
+		cands = sorted
 	}
 	ids := make([]uint64, 0, len(cands))
 	for _, c := range cands {
@@ -219,25 +203,10 @@ func (s *Session) update(ctx context.Context, up *ast.UpdateStmt, params []any) 
 	}
 	env := &evalEnv{ctx: ctx, s: s, params: params, sch: sch, clause: "where clause"}
 	matched := false
-	var ferr error
-	err = s.scan(t, sch, func(_ uint64, row []any) bool {
-		if up.Where != nil {
-			env.row = row
-			v, err := env.eval(up.Where)
-			if err != nil {
-				ferr = err
-				return false
-			}
-			if v == nil || !truth(v) {
-				return true
-			}
-		}
+	err = s.scanWhere(t, sch, env, up.Where, func(uint64, []any) (bool, error) {
 		matched = true
-		return false
+		return false, nil
 	})
-	if ferr != nil {
-		return nil, ferr
-	}
 	if err != nil {
 		return nil, err
 	}

@@ -72,37 +72,17 @@ func (s *Session) selectStmt(ctx context.Context, sel *ast.SelectStmt, params []
 		case star && where == nil && !s.owner.InOwnerMode():
 			n = int64(s.eng.db.Count(t)) // Q4M: counts rows owned by others too
 		default:
-			env.clause = "where clause"
-			var ferr error
-			err := s.scan(t, sch, func(_ uint64, row []any) bool {
-				if where != nil {
-					env.row = row
-					v, err := env.eval(where)
-					if err != nil {
-						ferr = err
-						return false
-					}
-					if v == nil || !truth(v) {
-						return true
-					}
-				}
+			err := s.scanWhere(t, sch, env, where, func(_ uint64, row []any) (bool, error) {
 				if !star {
-					env.row = row
+					env.row, env.clause = row, "field list"
 					v, err := env.eval(agg.Args[0])
-					if err != nil {
-						ferr = err
-						return false
-					}
-					if v == nil {
-						return true
+					if err != nil || v == nil {
+						return true, err
 					}
 				}
 				n++
-				return true
+				return true, nil
 			})
-			if ferr != nil {
-				return nil, ferr
-			}
 			if err != nil {
 				return nil, err
 			}
@@ -121,33 +101,17 @@ func (s *Session) selectStmt(ctx context.Context, sel *ast.SelectStmt, params []
 	if err != nil {
 		return nil, err
 	}
-	type match struct{ row []any }
 	var matches [][]any
-	var ferr error
 	ordered := sel.OrderBy != nil
-	err = s.scan(t, sch, func(_ uint64, row []any) bool {
-		if where != nil {
-			env.row, env.clause = row, "where clause"
-			v, err := env.eval(where)
-			if err != nil {
-				ferr = err
-				return false
-			}
-			if v == nil || !truth(v) {
-				return true
-			}
-		}
+	err = s.scanWhere(t, sch, env, where, func(_ uint64, row []any) (bool, error) {
 		matches = append(matches, row)
-		return ordered || count < 0 || int64(len(matches)) < offset+count
+		return ordered || count < 0 || int64(len(matches)) < offset+count, nil
 	})
-	if ferr != nil {
-		return nil, ferr
-	}
 	if err != nil {
 		return nil, err
 	}
 	if ordered {
-		if err := s.sortRows(env, matches, sel.OrderBy.Items); err != nil {
+		if _, err := s.sortRows(env, matches, sel.OrderBy.Items); err != nil {
 			return nil, err
 		}
 	}
@@ -199,6 +163,36 @@ func (s *Session) scan(t queue.Table, sch *tableSchema, fn func(rowid uint64, ro
 	})
 	if derr != nil {
 		return derr
+	}
+	return err
+}
+
+// scanWhere calls fn for each row the session can see that satisfies where
+// (nil: every row), in rowid order. fn returns false to stop; an error from
+// where or fn ends the scan and is returned.
+func (s *Session) scanWhere(t queue.Table, sch *tableSchema, env *evalEnv, where ast.ExprNode, fn func(rowid uint64, row []any) (bool, error)) error {
+	var ferr error
+	err := s.scan(t, sch, func(rowid uint64, row []any) bool {
+		if where != nil {
+			env.row, env.clause = row, "where clause"
+			v, err := env.eval(where)
+			if err != nil {
+				ferr = err
+				return false
+			}
+			if v == nil || !truth(v) {
+				return true
+			}
+		}
+		more, err := fn(rowid, row)
+		if err != nil {
+			ferr = err
+			return false
+		}
+		return more
+	})
+	if ferr != nil {
+		return ferr
 	}
 	return err
 }
@@ -354,7 +348,9 @@ func applyLimit(rows [][]any, offset, count int64) [][]any {
 	return rows
 }
 
-func (s *Session) sortRows(env *evalEnv, rows [][]any, items []*ast.ByItem) error {
+// sortRows sorts rows by ORDER BY items, stably, and returns the
+// permutation applied: sorted position i holds the row that was at perm[i].
+func (s *Session) sortRows(env *evalEnv, rows [][]any, items []*ast.ByItem) ([]int, error) {
 	keys := make([][]any, len(rows))
 	env.clause = "order clause"
 	for i, row := range rows {
@@ -369,7 +365,7 @@ func (s *Session) sortRows(env *evalEnv, rows [][]any, items []*ast.ByItem) erro
 			}
 			v, err := env.eval(it.Expr)
 			if err != nil {
-				return err
+				return nil, err
 			}
 			k[j] = v
 		}
@@ -397,7 +393,7 @@ func (s *Session) sortRows(env *evalEnv, rows [][]any, items []*ast.ByItem) erro
 		sorted[i] = rows[j]
 	}
 	copy(rows, sorted)
-	return nil
+	return idx, nil
 }
 
 func compareNullsFirst(a, b any) int {
