@@ -223,7 +223,7 @@ func requireClients(t testing.TB, what ...string) {
 	t.Helper()
 	for _, w := range what {
 		var err error
-		if strings.Contains(w, "::") {
+		if strings.Contains(w, "::") || w == "DBI" { // a Perl module
 			err = exec.Command("perl", "-M"+w, "-e1").Run()
 		} else {
 			_, err = exec.LookPath(w)
