@@ -57,15 +57,16 @@ type DB struct {
 	// Close before it closes Pebble.
 	readMu sync.RWMutex
 
-	commits atomic.Uint64 // synced batches written by the commit loop
-	ops     atomic.Uint64 // operations they carried
+	counters   dbCounters
+	compacting atomic.Bool
 
 	// failed is set once by the commit loop when a commit fails; read under mu.
 	mu     sync.Mutex
 	failed error
-	closed bool                 // guarded by mu
-	dbs    map[string]*database // guarded by mu
-	wait   map[*waiter]struct{} // every registered waiter; guarded by mu
+	closed bool                     // guarded by mu
+	dbs    map[string]*database     // guarded by mu
+	wait   map[*waiter]struct{}     // every registered waiter; guarded by mu
+	names  map[string]*nameCounters // per table name, survive TRUNCATE; guarded by mu
 }
 
 type database struct {
@@ -79,24 +80,43 @@ type table struct {
 	id   uint64
 	db   string
 	name string
-	meta []byte // immutable once published
 
 	// Guarded by DB.mu.
+	meta    []byte // replaced (never modified) by AlterTable
+	version uint64 // incremented by AlterTable
 	dead    bool
-	free    *btree.BTreeG[uint64] // rowids that may be handed out, ascending
-	held    int                   // live rows that are not free: owned or being deleted
-	waiters []*waiter             // in arrival order
+	free    *btree.BTreeG[item] // rows that may be handed out, by rowid
+	held    int                 // live rows that are not free: owned or being deleted
+	waiters []*waiter           // in arrival order
+	stats   tableCounters
 
 	// Owned by the commit loop.
 	lastRowID uint64
+	marks     [MaxSenders]uint64 // relay high-water marks, by sender
+	wversion  uint64
 	wdead     bool
 }
+
+// item is a free row in a table's index.
+type item struct {
+	rowid uint64
+	size  uint32 // payload bytes, for queue_stats
+}
+
+func itemLess(a, b item) bool { return a.rowid < b.rowid }
 
 func newTable(id uint64, db, name string, meta []byte) *table {
 	return &table{
 		id: id, db: db, name: name, meta: meta,
-		free: btree.NewOrderedG[uint64](32),
+		free: btree.NewG[item](32, itemLess),
 	}
+}
+
+func clampSize(n int) uint32 {
+	if n > 1<<32-1 {
+		return 1<<32 - 1
+	}
+	return uint32(n)
 }
 
 // Open opens (creating if needed) the store in dir and rebuilds the in-memory
@@ -132,6 +152,7 @@ func Open(dir string, opts *Options) (*DB, error) {
 		loopDone:  make(chan struct{}),
 		dbs:       make(map[string]*database),
 		wait:      make(map[*waiter]struct{}),
+		names:     make(map[string]*nameCounters),
 	}
 	if o.NoSync {
 		db.writeOpts = pebble.NoSync
@@ -228,8 +249,11 @@ func (db *DB) load(initial []string) error {
 func (db *DB) loadTable(t *table) error {
 	v, closer, err := db.pdb.Get(stateKey(t.id))
 	if err == nil {
-		t.lastRowID = binary.BigEndian.Uint64(v)
+		err = t.decodeState(v)
 		_ = closer.Close()
+		if err != nil {
+			return fmt.Errorf("queue: state of %s.%s: %w", t.db, t.name, err)
+		}
 	} else if !errors.Is(err, pebble.ErrNotFound) {
 		return fmt.Errorf("queue: load state of %s.%s: %w", t.db, t.name, err)
 	}
@@ -240,7 +264,14 @@ func (db *DB) loadTable(t *table) error {
 	}
 	for it.First(); it.Valid(); it.Next() {
 		rowid := rowKeyRowID(it.Key())
-		t.free.ReplaceOrInsert(rowid)
+		v, err := it.ValueAndErr()
+		if err != nil {
+			_ = it.Close()
+			return fmt.Errorf("queue: load %s.%s: %w", t.db, t.name, err)
+		}
+		size := clampSize(len(v))
+		t.free.ReplaceOrInsert(item{rowid, size})
+		t.stats.bytesTotal += uint64(size)
 		if rowid > t.lastRowID { // cannot happen: the state is written with the rows
 			t.lastRowID = rowid
 		}
@@ -284,19 +315,6 @@ func (db *DB) isClosed() bool {
 	return db.closed
 }
 
-// Stats are counters of the commit loop since Open.
-type Stats struct {
-	// Commits is the number of batches written (each synced once unless
-	// Options.NoSync); Ops the number of writes they carried. Ops/Commits
-	// is the group-commit factor.
-	Commits, Ops uint64
-}
-
-// Stats returns the commit loop's counters.
-func (db *DB) Stats() Stats {
-	return Stats{Commits: db.commits.Load(), Ops: db.ops.Load()}
-}
-
 // Databases returns the names of all databases, sorted.
 func (db *DB) Databases() []string {
 	db.mu.Lock()
@@ -335,7 +353,11 @@ func (db *DB) Tables(name string) ([]string, error) {
 // Table is a handle on the current incarnation of a table. It stays valid
 // after the table is dropped or truncated, but then refers to nothing:
 // inserts through it fail with ErrNoSuchTable and scans see no rows.
-type Table struct{ t *table }
+type Table struct {
+	t       *table
+	meta    []byte
+	version uint64
+}
 
 // Name returns the table's name.
 func (h Table) Name() string { return h.t.name }
@@ -343,15 +365,21 @@ func (h Table) Name() string { return h.t.name }
 // Database returns the name of the table's database.
 func (h Table) Database() string { return h.t.db }
 
-// Meta returns the metadata the table was created with. It must not be modified.
-func (h Table) Meta() []byte { return h.t.meta }
+// Meta returns the table's metadata as it was when the handle was taken.
+// It must not be modified.
+func (h Table) Meta() []byte { return h.meta }
+
+func handle(t *table) Table { return Table{t: t, meta: t.meta, version: t.version} }
 
 // Table returns a handle on table name of database dbname.
 func (db *DB) Table(dbname, name string) (Table, error) {
 	db.mu.Lock()
 	defer db.mu.Unlock()
 	t, err := db.lookupLocked(dbname, name)
-	return Table{t}, err
+	if err != nil {
+		return Table{}, err
+	}
+	return handle(t), nil
 }
 
 func (db *DB) lookupLocked(dbname, name string) (*table, error) {
@@ -422,6 +450,7 @@ func (db *DB) DropDatabase(name string) (int, error) {
 		apply: func() {
 			for _, t := range tables {
 				t.dead = true
+				delete(db.names, nameKey(name, t.name))
 			}
 			delete(db.dbs, name)
 		},
@@ -459,7 +488,7 @@ func (db *DB) CreateTable(dbname, name string, meta []byte) error {
 		prepare: func(b *pebble.Batch) error {
 			_ = b.Set(tableIDKey, u64(t.id), nil)
 			_ = b.Set(tableKey(dbname, name), append(u64(t.id), t.meta...), nil)
-			return b.Set(stateKey(t.id), u64(0), nil)
+			return b.Set(stateKey(t.id), t.encodeState(), nil)
 		},
 		apply: func() { d.tables[name] = t },
 	})
@@ -486,6 +515,7 @@ func (db *DB) DropTable(dbname, name string) error {
 			if d := db.dbs[dbname]; d != nil && d.tables[name] == t {
 				delete(d.tables, name)
 			}
+			delete(db.names, nameKey(dbname, name))
 		},
 	})
 }
@@ -518,7 +548,7 @@ func (db *DB) ReplaceTable(dbname, name string, meta []byte) error {
 			retireLocked(b, old)
 			_ = b.Set(tableIDKey, u64(t.id), nil)
 			_ = b.Set(tableKey(dbname, name), append(u64(t.id), t.meta...), nil)
-			return b.Set(stateKey(t.id), u64(0), nil)
+			return b.Set(stateKey(t.id), t.encodeState(), nil)
 		},
 		apply: func() {
 			old.dead = true

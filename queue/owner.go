@@ -11,33 +11,76 @@ import (
 
 // Insert appends rows (opaque payloads) to the table as one atomic, durable
 // unit and returns the rowid of the first. It returns after the rows are
-// synced, and only then are they visible and handed to waiters.
+// synced, and only then are they visible and handed to waiters. It fails
+// with ErrTableChanged if the table was altered since h was taken.
 func (db *DB) Insert(h Table, rows [][]byte) (uint64, error) {
+	first, _, err := db.InsertFrom(h, rows, nil)
+	return first, err
+}
+
+// Source identifies relayed rows: the sender slot (0..MaxSenders-1) and the
+// rowid the rows had in the source table (Q4M's queue_set_srcid).
+type Source struct {
+	Sender int
+	RowID  uint64
+	// Force writes the rows even if RowID is not above the sender's mark
+	// (mode 'w'); otherwise such rows are duplicates and are skipped.
+	Force bool
+}
+
+// InsertFrom is Insert for relayed rows. With src (and src.RowID != 0), the
+// destination's high-water mark for src.Sender decides: rows whose source
+// rowid is not above it are skipped (skipped = true, nothing written), and
+// otherwise the mark is raised to src.RowID in the same synced batch as the
+// rows, so a relay stays exactly-once across a crash of either side.
+func (db *DB) InsertFrom(h Table, rows [][]byte, src *Source) (first uint64, skipped bool, err error) {
 	t := h.t
-	var first uint64
-	err := db.submit(&op{
+	if src != nil && (src.Sender < 0 || src.Sender >= MaxSenders) {
+		return 0, false, errors.New("queue: sender out of range")
+	}
+	sizes := make([]uint32, len(rows))
+	var total uint64
+	for i, r := range rows {
+		sizes[i] = clampSize(len(r))
+		total += uint64(sizes[i])
+	}
+	err = db.submit(&op{
+		inserts: true,
 		prepare: func(b *pebble.Batch) error {
 			if t.wdead {
 				return ErrNoSuchTable
+			}
+			if t.wversion != h.version {
+				return ErrTableChanged
+			}
+			if src != nil && src.RowID != 0 {
+				if !src.Force && src.RowID <= t.marks[src.Sender] {
+					skipped = true
+					return nil
+				}
+				t.marks[src.Sender] = src.RowID
 			}
 			first = t.lastRowID + 1
 			for i, r := range rows {
 				_ = b.Set(rowKey(t.id, first+uint64(i)), r, nil)
 			}
 			t.lastRowID += uint64(len(rows))
-			return b.Set(stateKey(t.id), u64(t.lastRowID), nil)
+			return b.Set(stateKey(t.id), t.encodeState(), nil)
 		},
 		apply: func() {
-			if t.dead {
+			if t.dead || skipped {
 				return
 			}
 			for i := range rows {
-				t.free.ReplaceOrInsert(first + uint64(i))
+				t.free.ReplaceOrInsert(item{first + uint64(i), sizes[i]})
 			}
+			t.stats.rowsWritten += uint64(len(rows))
+			t.stats.bytesTotal += total
+			db.counters.rowsWritten.Add(uint64(len(rows)))
 			db.serveLocked(t)
 		},
 	})
-	return first, err
+	return first, skipped, err
 }
 
 // Owner is one connection's view of the queues: Q4M's owner mode and the
@@ -51,6 +94,7 @@ type Owner struct {
 type held struct {
 	t     *table
 	rowid uint64
+	size  uint32
 }
 
 // NewOwner returns an Owner in non-owner mode.
@@ -109,13 +153,15 @@ func (o *Owner) Wait(ctx context.Context, subs []Sub, timeout time.Duration) (in
 			return 0, err
 		}
 		tables = append(tables, t)
-		if rowid, ok := t.takeLocked(); ok {
+		if it, ok := t.takeLocked(); ok {
+			db.countWaitLocked(tables, i, true)
 			db.mu.Unlock()
-			o.mode, o.row = true, &held{t, rowid}
+			o.mode, o.row = true, &held{t, it.rowid, it.size}
 			return i + 1, nil
 		}
 	}
 	if timeout <= 0 {
+		db.countWaitLocked(tables, -1, true)
 		db.mu.Unlock()
 		o.mode = true
 		return 0, nil
@@ -148,6 +194,9 @@ func (o *Owner) Wait(ctx context.Context, subs []Sub, timeout time.Duration) (in
 		db.releaseLocked(got) // nobody will see it: give it back
 		got = nil
 	}
+	if !cancelled && !w.closed {
+		db.countWaitLocked(w.tables, idx-1, false)
+	}
 	db.mu.Unlock()
 	switch {
 	case w.closed:
@@ -172,16 +221,35 @@ func containsTable(ts []*table, t *table) bool {
 	return false
 }
 
-// takeLocked removes the oldest free row and marks it held.
-func (t *table) takeLocked() (uint64, bool) {
-	if t.dead {
-		return 0, false
+// countWaitLocked counts a finished wait: the winning table (index win,
+// -1 for none) got an immediate or delayed hit, every other table a timeout.
+func (db *DB) countWaitLocked(tables []*table, win int, immediate bool) {
+	for i, t := range tables {
+		if t.dead || containsTable(tables[:i], t) && i != win {
+			continue
+		}
+		n := db.namesLocked(t)
+		switch {
+		case i != win:
+			n.waitTimeout++
+		case immediate:
+			n.waitImmediate++
+		default:
+			n.waitDelayed++
+		}
 	}
-	rowid, ok := t.free.DeleteMin()
+}
+
+// takeLocked removes the oldest free row and marks it held.
+func (t *table) takeLocked() (item, bool) {
+	if t.dead {
+		return item{}, false
+	}
+	it, ok := t.free.DeleteMin()
 	if ok {
 		t.held++
 	}
-	return rowid, ok
+	return it, ok
 }
 
 // finishWaiterLocked unregisters w, records what it got, and wakes it.
@@ -213,8 +281,8 @@ func (db *DB) serveLocked(t *table) {
 			if wt != t {
 				continue
 			}
-			if rowid, ok := t.takeLocked(); ok {
-				db.finishWaiterLocked(w, &held{t, rowid}, idx+1) // removes w from t.waiters
+			if it, ok := t.takeLocked(); ok {
+				db.finishWaiterLocked(w, &held{t, it.rowid, it.size}, idx+1) // removes w from t.waiters
 				served = true
 			}
 			break
@@ -232,7 +300,7 @@ func (db *DB) releaseLocked(h *held) {
 		return
 	}
 	h.t.held--
-	h.t.free.ReplaceOrInsert(h.rowid)
+	h.t.free.ReplaceOrInsert(item{h.rowid, h.size})
 	db.serveLocked(h.t)
 }
 
@@ -243,7 +311,9 @@ func (o *Owner) consume() error {
 		return nil
 	}
 	o.row = nil
-	return o.db.submit(&op{
+	db := o.db
+	return db.submit(&op{
+		removes: true,
 		prepare: func(b *pebble.Batch) error {
 			if h.t.wdead {
 				return nil
@@ -253,6 +323,9 @@ func (o *Owner) consume() error {
 		apply: func() {
 			if !h.t.dead {
 				h.t.held--
+				h.t.stats.rowsRemoved++
+				h.t.stats.bytesRemoved += uint64(h.size)
+				db.counters.rowsRemoved.Add(1)
 			}
 		},
 	})
@@ -273,12 +346,12 @@ func (o *Owner) Abort() (bool, error) {
 	if !o.mode {
 		return false, ErrNotOwner
 	}
-	released := o.release()
+	released := o.release(func(n *nameCounters) { n.restoredByAbort++ })
 	o.mode = false
 	return released, nil
 }
 
-func (o *Owner) release() bool {
+func (o *Owner) release(count func(*nameCounters)) bool {
 	h := o.row
 	if h == nil {
 		return false
@@ -287,6 +360,9 @@ func (o *Owner) release() bool {
 	o.db.mu.Lock()
 	defer o.db.mu.Unlock()
 	released := !h.t.dead
+	if released {
+		count(o.db.namesLocked(h.t))
+	}
 	o.db.releaseLocked(h)
 	return released
 }
@@ -306,7 +382,7 @@ func (o *Owner) RowID() (rowid uint64, ok bool, err error) {
 // Close releases the owned row (the connection went away) and leaves owner
 // mode. It reports whether a row was released.
 func (o *Owner) Close() bool {
-	released := o.release()
+	released := o.release(func(n *nameCounters) { n.restoredByClose++ })
 	o.mode = false
 	return released
 }
@@ -328,6 +404,7 @@ func (o *Owner) Scan(h Table, fn func(rowid uint64, payload []byte) bool) error 
 	if db.isClosed() {
 		return ErrClosed
 	}
+	db.counters.reads.Add(1)
 	if o.mode {
 		if o.row == nil || o.row.t != t {
 			return nil
@@ -353,15 +430,15 @@ func (o *Owner) Scan(h Table, fn func(rowid uint64, payload []byte) bool) error 
 	lo, _ := free.Min()
 	hi, _ := free.Max()
 	it, err := db.pdb.NewIter(&pebble.IterOptions{
-		LowerBound: rowKey(t.id, lo),
-		UpperBound: rowKey(t.id, hi+1),
+		LowerBound: rowKey(t.id, lo.rowid),
+		UpperBound: rowKey(t.id, hi.rowid+1),
 	})
 	if err != nil {
 		return err
 	}
 	for it.First(); it.Valid(); it.Next() {
 		rowid := rowKeyRowID(it.Key())
-		if !free.Has(rowid) {
+		if !free.Has(item{rowid: rowid}) {
 			continue
 		}
 		v, err := it.ValueAndErr()
@@ -399,10 +476,10 @@ func (o *Owner) DeleteRows(h Table, rowids []uint64) (int, error) {
 		db.mu.Unlock()
 		return 0, nil
 	}
-	taken := make([]uint64, 0, len(rowids))
+	taken := make([]item, 0, len(rowids))
 	for _, r := range rowids {
-		if _, ok := t.free.Delete(r); ok {
-			taken = append(taken, r)
+		if it, ok := t.free.Delete(item{rowid: r}); ok {
+			taken = append(taken, it)
 		}
 	}
 	t.held += len(taken)
@@ -411,18 +488,24 @@ func (o *Owner) DeleteRows(h Table, rowids []uint64) (int, error) {
 		return 0, nil
 	}
 	err := db.submit(&op{
+		removes: true,
 		prepare: func(b *pebble.Batch) error {
 			if t.wdead {
 				return nil
 			}
 			for _, r := range taken {
-				_ = b.Delete(rowKey(t.id, r), nil)
+				_ = b.Delete(rowKey(t.id, r.rowid), nil)
 			}
 			return nil
 		},
 		apply: func() {
 			if !t.dead {
 				t.held -= len(taken)
+				t.stats.rowsRemoved += uint64(len(taken))
+				for _, r := range taken {
+					t.stats.bytesRemoved += uint64(r.size)
+				}
+				db.counters.rowsRemoved.Add(uint64(len(taken)))
 			}
 		},
 		undo: func() {

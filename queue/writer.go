@@ -17,6 +17,11 @@ type op struct {
 	apply func()
 	// undo, if set, runs under DB.mu when the commit failed.
 	undo func()
+	// exclusive ops are committed in a batch of their own, after every op
+	// submitted before them is committed.
+	exclusive bool
+	// kind marks what the op writes, for the counters.
+	inserts, removes bool
 
 	err  error
 	done chan struct{}
@@ -42,13 +47,26 @@ func (db *DB) submit(o *op) error {
 func (db *DB) commitLoop() {
 	defer close(db.loopDone)
 	ops := make([]*op, 0, 64)
-	for first := range db.writeCh {
+	var carry *op // an exclusive op met while gathering
+	for {
+		first := carry
+		carry = nil
+		if first == nil {
+			var ok bool
+			if first, ok = <-db.writeCh; !ok {
+				return
+			}
+		}
 		ops = append(ops[:0], first)
 	gather:
-		for len(ops) < db.maxOps {
+		for len(ops) < db.maxOps && !first.exclusive {
 			select {
 			case o, ok := <-db.writeCh:
 				if !ok {
+					break gather
+				}
+				if o.exclusive {
+					carry = o
 					break gather
 				}
 				ops = append(ops, o)
@@ -76,8 +94,23 @@ func (db *DB) commit(ops []*op) {
 	var cerr error
 	if failed == nil && !b.Empty() {
 		cerr = commitBatch(b, db.writeOpts)
-		db.commits.Add(1)
-		db.ops.Add(uint64(len(ops)))
+		c := &db.counters
+		c.commits.Add(1)
+		if db.writeOpts.Sync {
+			c.syncs.Add(1)
+		}
+		c.ops.Add(uint64(len(ops)))
+		var ins, rem bool
+		for _, o := range ops {
+			ins = ins || (o.inserts && o.err == nil)
+			rem = rem || (o.removes && o.err == nil)
+		}
+		if ins {
+			c.appends.Add(1)
+		}
+		if rem {
+			c.removes.Add(1)
+		}
 	}
 	_ = b.Close()
 

@@ -8,6 +8,7 @@ import (
 
 	"github.com/pingcap/tidb/pkg/parser/ast"
 	pmysql "github.com/pingcap/tidb/pkg/parser/mysql"
+	"github.com/pingcap/tidb/pkg/parser/types"
 )
 
 // tableSchema is what sqlfront stores as a queue table's metadata.
@@ -303,7 +304,7 @@ func (s *Session) buildSchema(ct *ast.CreateTableStmt) (*tableSchema, error) {
 			Flen:     ft.GetFlen(),
 			Decimal:  ft.GetDecimal(),
 			Elems:    ft.GetElems(),
-			TypeStr:  ft.CompactStr(),
+			TypeStr:  typeString(ft),
 		}
 		if c.Flen < 0 {
 			c.Flen = 0
@@ -397,6 +398,29 @@ func (s *Session) setDefault(c *columnDef, e ast.ExprNode) error {
 	}
 	c.HasDefault, c.Default = true, cv
 	return nil
+}
+
+// typeString renders a column type as MySQL 5.7 shows it in SHOW CREATE
+// TABLE and DESCRIBE: "int(10) unsigned", "tinyint(3) unsigned zerofill".
+func typeString(ft *types.FieldType) string {
+	str := ft.InfoSchemaStr()
+	flag := ft.GetFlag()
+	if pmysql.HasUnsignedFlag(flag) && ft.GetFlen() < 0 {
+		widths := map[byte][2]string{
+			pmysql.TypeTiny: {"(4)", "(3)"}, pmysql.TypeShort: {"(6)", "(5)"}, pmysql.TypeInt24: {"(9)", "(8)"},
+			pmysql.TypeLong: {"(11)", "(10)"}, pmysql.TypeLonglong: {"(20)", "(20)"},
+		}
+		if w, ok := widths[ft.GetType()]; ok {
+			str = strings.Replace(str, w[0], w[1], 1)
+		}
+	}
+	if ft.GetType() == pmysql.TypeYear {
+		str = "year(4)"
+	}
+	if pmysql.HasZerofillFlag(flag) && !strings.Contains(str, "zerofill") {
+		str += " zerofill"
+	}
+	return str
 }
 
 // showCreate renders SHOW CREATE TABLE's statement.

@@ -230,6 +230,8 @@ func TestStatements(t *testing.T) {
 			{"SHOW WARNINGS", "Level,Code,Message"},
 			{"SHOW GRANTS", "ERR 1235"},
 			{"SHOW ENGINE QUEUE STATUS", "ERR 1235"},
+			{"CREATE TABLE u (a int unsigned, b tinyint unsigned zerofill, c bigint unsigned, d int(5), e year) ENGINE=queue", "ok 0"},
+			{"SHOW COLUMNS FROM u", "Field,Type,Null,Key,Default,Extra|a,int(10) unsigned,YES,,NULL,|b,tinyint(3) unsigned zerofill,YES,,NULL,|c,bigint(20) unsigned,YES,,NULL,|d,int(5),YES,,NULL,|e,year(4),YES,,NULL,"},
 		}},
 		{"session statements", []step{
 			{"SELECT @@version_comment LIMIT 1", "@@version_comment|test comment"},
