@@ -89,6 +89,10 @@ type table struct {
 	held    int                 // live rows that are not free: owned or being deleted
 	waiters []*waiter           // in arrival order
 	stats   tableCounters
+	cursors map[string]*cursor // per filter key, see scanFilter
+	// pubSeq counts publications (inserts and releases), releaseSeq
+	// releases; waits compare them to notice rows that arrived meanwhile.
+	pubSeq, releaseSeq uint64
 
 	// Owned by the commit loop.
 	lastRowID uint64

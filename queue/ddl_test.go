@@ -82,9 +82,9 @@ func TestWaitMissingTable(t *testing.T) {
 		subs []Sub
 	}{
 		{"missing table", subs("nope")},
-		{"missing database", []Sub{{"nodb", "q"}}},
-		{"missing after an empty table", []Sub{{testDB, "empty"}, {testDB, "nope"}}},
-		{"missing before a table with rows", []Sub{{testDB, "nope"}, {testDB, "q"}}},
+		{"missing database", []Sub{{Database: "nodb", Table: "q"}}},
+		{"missing after an empty table", []Sub{{Database: testDB, Table: "empty"}, {Database: testDB, Table: "nope"}}},
+		{"missing before a table with rows", []Sub{{Database: testDB, Table: "nope"}, {Database: testDB, Table: "q"}}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

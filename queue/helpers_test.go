@@ -123,7 +123,7 @@ func rowID(t *testing.T, o *Owner) uint64 {
 func subs(names ...string) []Sub {
 	s := make([]Sub, len(names))
 	for i, n := range names {
-		s[i] = Sub{testDB, n}
+		s[i] = Sub{Database: testDB, Table: n}
 	}
 	return s
 }

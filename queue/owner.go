@@ -1,10 +1,7 @@
 package queue
 
 import (
-	"context"
 	"errors"
-	"math"
-	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 )
@@ -71,13 +68,16 @@ func (db *DB) InsertFrom(h Table, rows [][]byte, src *Source) (first uint64, ski
 			if t.dead || skipped {
 				return
 			}
-			for i := range rows {
+			published := make([]newRow, len(rows))
+			for i, r := range rows {
 				t.free.ReplaceOrInsert(item{first + uint64(i), sizes[i]})
+				published[i] = newRow{first + uint64(i), r}
 			}
+			t.pubSeq++
 			t.stats.rowsWritten += uint64(len(rows))
 			t.stats.bytesTotal += total
 			db.counters.rowsWritten.Add(uint64(len(rows)))
-			db.serveLocked(t)
+			db.serveLocked(t, published)
 		},
 	})
 	return first, skipped, err
@@ -102,207 +102,6 @@ func (db *DB) NewOwner() *Owner { return &Owner{db: db} }
 
 // InOwnerMode reports whether o is in owner mode.
 func (o *Owner) InOwnerMode() bool { return o.mode }
-
-// Sub names one table a Wait subscribes to.
-type Sub struct {
-	Database, Table string
-}
-
-// waiter is a Wait blocked on one or more tables.
-type waiter struct {
-	tables []*table      // argument order; guarded by DB.mu
-	ready  chan struct{} // closed when finished (under DB.mu)
-	done   bool          // guarded by DB.mu
-	got    *held         // the row handed to this waiter, if any
-	idx    int           // 1-based index of the sub that got
-	closed bool          // the DB was closed while waiting
-}
-
-// MaxWait bounds a Wait's timeout.
-const MaxWait = time.Duration(math.MaxInt32) * time.Second
-
-// Wait consumes the row o owns (if any), then takes the oldest free row of
-// the first table in subs, in argument order, that has one. If none has,
-// and timeout > 0, it blocks until a row arrives on any of them, the timeout
-// elapses, or ctx is done. It returns the 1-based index of the sub whose row
-// o now owns, or 0 on timeout; in both cases o is then in owner mode.
-//
-// Tables are resolved in argument order and the search stops at the first
-// table with a free row, so (as in Q4M) a table named after it is not
-// looked up at all. A table reached that does not exist gives
-// ErrNoSuchTable and leaves o in non-owner mode (the previous row is
-// consumed all the same). If ctx ends the wait, the error is
-// context.Cause(ctx) and o is in non-owner mode.
-func (o *Owner) Wait(ctx context.Context, subs []Sub, timeout time.Duration) (int, error) {
-	if err := o.consume(); err != nil {
-		o.mode = false
-		return 0, err
-	}
-	o.mode = false
-	db := o.db
-	db.mu.Lock()
-	if db.closed {
-		db.mu.Unlock()
-		return 0, ErrClosed
-	}
-	tables := make([]*table, 0, len(subs))
-	for i, s := range subs {
-		t, err := db.lookupLocked(s.Database, s.Table)
-		if err != nil {
-			db.mu.Unlock()
-			return 0, err
-		}
-		tables = append(tables, t)
-		if it, ok := t.takeLocked(); ok {
-			db.countWaitLocked(tables, i, true)
-			db.mu.Unlock()
-			o.mode, o.row = true, &held{t, it.rowid, it.size}
-			return i + 1, nil
-		}
-	}
-	if timeout <= 0 {
-		db.countWaitLocked(tables, -1, true)
-		db.mu.Unlock()
-		o.mode = true
-		return 0, nil
-	}
-	w := &waiter{tables: tables, ready: make(chan struct{})}
-	for i, t := range tables {
-		if !containsTable(tables[:i], t) {
-			t.waiters = append(t.waiters, w)
-		}
-	}
-	db.wait[w] = struct{}{}
-	db.mu.Unlock()
-
-	timeout = min(timeout, MaxWait)
-	timer := time.NewTimer(timeout)
-	defer timer.Stop()
-	select {
-	case <-w.ready:
-	case <-timer.C:
-	case <-ctx.Done():
-	}
-
-	db.mu.Lock()
-	if !w.done {
-		db.finishWaiterLocked(w, nil, 0)
-	}
-	got, idx := w.got, w.idx
-	cancelled := ctx.Err() != nil
-	if got != nil && (cancelled || w.closed) {
-		db.releaseLocked(got) // nobody will see it: give it back
-		got = nil
-	}
-	if !cancelled && !w.closed {
-		db.countWaitLocked(w.tables, idx-1, false)
-	}
-	db.mu.Unlock()
-	switch {
-	case w.closed:
-		return 0, ErrClosed
-	case cancelled:
-		return 0, context.Cause(ctx)
-	}
-	o.mode = true
-	if got != nil {
-		o.row = got
-		return idx, nil
-	}
-	return 0, nil
-}
-
-func containsTable(ts []*table, t *table) bool {
-	for _, x := range ts {
-		if x == t {
-			return true
-		}
-	}
-	return false
-}
-
-// countWaitLocked counts a finished wait: the winning table (index win,
-// -1 for none) got an immediate or delayed hit, every other table a timeout.
-func (db *DB) countWaitLocked(tables []*table, win int, immediate bool) {
-	for i, t := range tables {
-		if t.dead || containsTable(tables[:i], t) && i != win {
-			continue
-		}
-		n := db.namesLocked(t)
-		switch {
-		case i != win:
-			n.waitTimeout++
-		case immediate:
-			n.waitImmediate++
-		default:
-			n.waitDelayed++
-		}
-	}
-}
-
-// takeLocked removes the oldest free row and marks it held.
-func (t *table) takeLocked() (item, bool) {
-	if t.dead {
-		return item{}, false
-	}
-	it, ok := t.free.DeleteMin()
-	if ok {
-		t.held++
-	}
-	return it, ok
-}
-
-// finishWaiterLocked unregisters w, records what it got, and wakes it.
-func (db *DB) finishWaiterLocked(w *waiter, got *held, idx int) {
-	if w.done {
-		return
-	}
-	w.done, w.got, w.idx = true, got, idx
-	for _, t := range w.tables {
-		for i, x := range t.waiters {
-			if x == w {
-				t.waiters = append(t.waiters[:i], t.waiters[i+1:]...)
-				break
-			}
-		}
-	}
-	delete(db.wait, w)
-	close(w.ready)
-}
-
-// serveLocked hands free rows of t directly to its waiters, in the order
-// they started waiting. For each waiter the subs naming t are tried in
-// argument order.
-func (db *DB) serveLocked(t *table) {
-	for i := 0; i < len(t.waiters) && t.free.Len() > 0; {
-		w := t.waiters[i]
-		served := false
-		for idx, wt := range w.tables {
-			if wt != t {
-				continue
-			}
-			if it, ok := t.takeLocked(); ok {
-				db.finishWaiterLocked(w, &held{t, it.rowid, it.size}, idx+1) // removes w from t.waiters
-				served = true
-			}
-			break
-		}
-		if !served {
-			i++
-		}
-	}
-}
-
-// releaseLocked returns a held row to its original place in the queue and
-// serves waiters.
-func (db *DB) releaseLocked(h *held) {
-	if h.t.dead {
-		return
-	}
-	h.t.held--
-	h.t.free.ReplaceOrInsert(item{h.rowid, h.size})
-	db.serveLocked(h.t)
-}
 
 // consume durably deletes the owned row, if any.
 func (o *Owner) consume() error {

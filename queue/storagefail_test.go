@@ -88,7 +88,7 @@ func TestSyncFailureNotAcknowledged(t *testing.T) {
 		t.Errorf("insert after a failure: %v; want ErrStorage (writes refused)", err)
 	}
 	o := db.NewOwner()
-	if idx, err := o.Wait(t.Context(), []Sub{{"test", "f"}}, 0); idx != 1 || err != nil {
+	if idx, err := o.Wait(t.Context(), []Sub{{Database: "test", Table: "f"}}, 0); idx != 1 || err != nil {
 		t.Fatalf("Wait = %d, %v", idx, err)
 	}
 	if err := o.End(); !errors.Is(err, ErrStorage) {
