@@ -2,11 +2,18 @@ package sqlfront
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/pingcap/tidb/pkg/parser/ast"
 	pmysql "github.com/pingcap/tidb/pkg/parser/mysql"
+
+	"github.com/q4mproxy/q4mproxy/queue"
 )
+
+// errTableChanged makes execStmt run an INSERT again: the table was
+// altered between reading its definition and writing the rows.
+var errTableChanged = errors.New("sqlfront: table changed; retry")
 
 func (s *Session) insert(ctx context.Context, ins *ast.InsertStmt, params []any) (*Result, error) {
 	if ins.Select != nil {
@@ -98,8 +105,17 @@ func (s *Session) insert(ctx context.Context, ins *ast.InsertStmt, params []any)
 	if len(payloads) == 0 {
 		return &Result{}, nil
 	}
-	if _, err := s.eng.db.Insert(t, payloads); err != nil {
+	src := s.pendingSrc
+	_, skipped, err := s.eng.db.InsertFrom(t, payloads, src)
+	if errors.Is(err, queue.ErrTableChanged) {
+		return nil, errTableChanged
+	}
+	s.pendingSrc = nil // the statement reached the table: the source is used up
+	if err != nil {
 		return nil, &TableError{Database: t.Database(), Table: t.Name(), Err: err}
+	}
+	if skipped {
+		s.eng.log.Info("skipping forwarded duplicates", "table", t.Name(), "sender", src.Sender, "source_rowid", src.RowID)
 	}
 	s.lastRowCount = int64(len(payloads))
 	return &Result{AffectedRows: uint64(len(payloads))}, nil

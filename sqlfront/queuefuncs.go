@@ -80,8 +80,18 @@ func (s *Session) initQueueFunc(fc *ast.FuncCallExpr) error {
 		if !s.owner.InOwnerMode() {
 			return udfInitError(fc.FnName.O, "queue_rowid(): not in owner mode")
 		}
-	case "queue_set_srcid", "queue_compact", "queue_stats":
-		return notSupported(fc.FnName.O + "()")
+	case "queue_set_srcid":
+		if n != 3 {
+			return udfInitError(fc.FnName.O, "queue_set_srcid(source,mode,rowid): argument error")
+		}
+	case "queue_compact":
+		if n != 1 {
+			return udfInitError(fc.FnName.O, "queue_compact(table_name): argument error")
+		}
+	case "queue_stats":
+		if n != 1 {
+			return udfInitError(fc.FnName.O, "queue_stats(table_name): argument error")
+		}
 	}
 	return nil
 }
@@ -91,25 +101,37 @@ func (s *Session) queueFunc(env *evalEnv, fc *ast.FuncCallExpr) (any, error) {
 	if err := s.initQueueFunc(fc); err != nil {
 		return nil, err
 	}
+	c := &s.eng.counters
 	switch fc.FnName.L {
 	case "queue_wait":
+		c.queueWait.Add(1)
 		return s.queueWait(env, fc)
 	case "queue_end":
+		c.queueEnd.Add(1)
 		if err := s.owner.End(); err != nil {
 			return nil, err
 		}
 		return int64(1), nil
 	case "queue_abort":
+		c.queueAbort.Add(1)
 		if _, err := s.owner.Abort(); err != nil {
 			return nil, err
 		}
 		return int64(1), nil
 	case "queue_rowid":
+		c.queueRowID.Add(1)
 		rowid, ok, err := s.owner.RowID()
 		if err != nil || !ok {
 			return nil, err
 		}
 		return int64(rowid), nil
+	case "queue_set_srcid":
+		c.queueSetSrcID.Add(1)
+		return s.queueSetSrcID(env, fc)
+	case "queue_compact":
+		return s.queueCompact(env, fc)
+	case "queue_stats":
+		return s.queueStats(env, fc)
 	}
 	return nil, notSupported(fc.FnName.O + "()")
 }

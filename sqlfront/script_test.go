@@ -229,7 +229,7 @@ func TestStatements(t *testing.T) {
 			{"SHOW ENGINES", "Engine,Support,Comment,Transactions,XA,Savepoints|QUEUE,DEFAULT,Queue storage engine for MySQL (q4mproxy emulation),NO,NO,NO"},
 			{"SHOW WARNINGS", "Level,Code,Message"},
 			{"SHOW GRANTS", "ERR 1235"},
-			{"SHOW ENGINE QUEUE STATUS", "ERR 1235"},
+			{"SHOW ENGINE INNODB STATUS", "ERR 1286"},
 			{"CREATE TABLE u (a int unsigned, b tinyint unsigned zerofill, c bigint unsigned, d int(5), e year) ENGINE=queue", "ok 0"},
 			{"SHOW COLUMNS FROM u", "Field,Type,Null,Key,Default,Extra|a,int(10) unsigned,YES,,NULL,|b,tinyint(3) unsigned zerofill,YES,,NULL,|c,bigint(20) unsigned,YES,,NULL,|d,int(5),YES,,NULL,|e,year(4),YES,,NULL,"},
 		}},
@@ -476,5 +476,84 @@ func TestReset(t *testing.T) {
 	r, err = s.Exec(ctx, "SELECT @x, DATABASE()")
 	if err != nil || render(r) != "@x,DATABASE()|NULL,test" {
 		t.Errorf("after Reset: %v %v", render(r), err)
+	}
+}
+
+func TestRelay(t *testing.T) {
+	runScripts(t, []script{
+		{"queue_set_srcid dedup", []step{
+			{mk, "ok 0"},
+			{"SELECT queue_set_srcid(1, 'a')", "ERR 1123"},
+			{"SELECT queue_set_srcid(-1, 'a', 5)", "queue_set_srcid(-1, 'a', 5)|NULL"},
+			{"SELECT queue_set_srcid(64, 'a', 5)", "queue_set_srcid(64, 'a', 5)|NULL"},
+			{"SELECT queue_set_srcid(0, 'A', 5)", "queue_set_srcid(0, 'A', 5)|NULL"},
+			{"SELECT queue_set_srcid(0, 'a', 5)", "queue_set_srcid(0, 'a', 5)|1"},
+			{"INSERT INTO q (v1) VALUES (1)", "ok 1"},
+			{"SELECT queue_set_srcid(0, 'a', 5)", "queue_set_srcid(0, 'a', 5)|1"},
+			{"INSERT INTO q (v1) VALUES (2)", "ok 1"}, // duplicate: skipped, reported as done
+			{"SELECT queue_set_srcid(1, 'a', 5)", "queue_set_srcid(1, 'a', 5)|1"},
+			{"INSERT INTO q (v1) VALUES (3)", "ok 1"}, // another slot: accepted
+			{"SELECT queue_set_srcid(1, 'w', 2)", "queue_set_srcid(1, 'w', 2)|1"},
+			{"INSERT INTO q (v1) VALUES (4)", "ok 1"}, // 'w' forces and rewinds the mark
+			{"SELECT queue_set_srcid(1, 'a', 3)", "queue_set_srcid(1, 'a', 3)|1"},
+			{"INSERT INTO q (v1) VALUES (5)", "ok 1"}, // above the rewound mark
+			{"SELECT queue_set_srcid(1, 'a', 3)", "queue_set_srcid(1, 'a', 3)|1"},
+			{"INSERT INTO q (nope) VALUES (6)", "ERR 1054"}, // fails before the table: stays pending
+			{"INSERT INTO q (v1) VALUES (6)", "ok 1"},        // ... and is used here: duplicate
+			{"INSERT INTO q (v1) VALUES (7)", "ok 1"},        // no source any more
+			{"SELECT v1 FROM q", "v1|1|3|4|5|7"},
+		}},
+		{"stats and compaction", []step{
+			{mk, "ok 0"},
+			{"SELECT queue_stats()", "ERR 1123"},
+			{"SELECT queue_stats('nosuch')", "queue_stats('nosuch')|NULL"},
+			{"SELECT queue_compact('nosuch')", "queue_compact('nosuch')|NULL"},
+			{"INSERT INTO q (v1) VALUES (1), (2)", "ok 2"},
+			{"SELECT queue_wait('q', 0)", "queue_wait('q', 0)|1"},
+			{"SELECT queue_abort()", "queue_abort()|1"},
+			{"SELECT queue_wait('q', 0)", "queue_wait('q', 0)|1"},
+			{"SELECT queue_wait('nosuch2', 'q', 0)", "queue_wait('nosuch2', 'q', 0)|NULL"},
+			{"SELECT queue_wait('q', 0)", "queue_wait('q', 0)|1"},
+			{"SELECT queue_end()", "queue_end()|1"},
+			{"SELECT queue_stats('test.q')", "queue_stats('test.q')|rows_written: 2\nrows_removed: 2\nwait_immediate: 3\nwait_delayed: 0\nwait_timeout: 0\nrestored_by_abort: 1\nrestored_by_close: 0\nbytes_total: 8\nbytes_removed: 8\n"},
+			{"SELECT queue_compact('q')", "queue_compact('q')|1"},
+			{"SELECT queue_stats('q')", "queue_stats('q')|rows_written: 2\nrows_removed: 2\nwait_immediate: 3\nwait_delayed: 0\nwait_timeout: 0\nrestored_by_abort: 1\nrestored_by_close: 0\nbytes_total: 0\nbytes_removed: 0\n"},
+		}},
+	})
+}
+
+func TestEngineStatus(t *testing.T) {
+	s := newSession(t, newEngine(t))
+	for _, q := range []string{mk, "INSERT INTO q (v1) VALUES (1)", "SELECT queue_wait('q')", "SELECT queue_end()"} {
+		if _, err := s.Exec(t.Context(), q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r, err := s.Exec(t.Context(), "show engine QUEUE status;")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Rows) != 1 || r.Rows[0][0] != "QUEUE" || r.Rows[0][1] != "" {
+		t.Fatalf("rows %v", r.Rows)
+	}
+	text := r.Rows[0][2].(string)
+	for _, want := range []string{
+		"\nI/O calls\n------------------------------------\nsys_read ",
+		"\nWriter thread\n------------------------------------\nappend                              2\nremove                              1\n",
+		"\nHigh-level stats\n------------------------------------\nrows_written                        1\nrows_removed                        1\nqueue_wait                          1\nqueue_end                           1\nqueue_abort                         0\nqueue_rowid                         0\nqueue_set_srcid                     0\n",
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("status lacks %q:\n%s", want, text)
+		}
+	}
+	// Queue::Q4M::Status parses /^([\w_]+)\s+(\d+)$/ lines: 15 of them.
+	n := 0
+	for _, l := range strings.Split(text, "\n") {
+		if f := strings.Fields(l); len(f) == 2 && len(l) == 37 {
+			n++
+		}
+	}
+	if n != 15 {
+		t.Errorf("%d counter lines, want 15:\n%s", n, text)
 	}
 }

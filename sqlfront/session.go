@@ -41,7 +41,8 @@ type Engine struct {
 	cfg Config
 	log *slog.Logger
 
-	schemas sync.Map // *byte (table metadata) -> *tableSchema
+	schemas  sync.Map // *byte (table metadata) -> *tableSchema
+	counters counters
 }
 
 // NewEngine returns an Engine serving the queues of db.
@@ -73,6 +74,10 @@ type Session struct {
 	lastInsertID  uint64
 	lastRowCount  int64
 	lastFoundRows int64
+
+	// pendingSrc is the relay source set by queue_set_srcid, carried by the
+	// next INSERT into a queue table.
+	pendingSrc *queue.Source
 }
 
 // NewSession returns a session for connection connID of user@host.
@@ -111,6 +116,7 @@ func (s *Session) Close() bool { return s.owner.Close() }
 // variables are forgotten. The current database is kept, as MySQL keeps it.
 func (s *Session) Reset() {
 	s.owner.Close()
+	s.pendingSrc = nil
 	s.autocommit = true
 	s.vars = map[string]any{}
 	s.userVars = map[string]any{}
@@ -207,7 +213,15 @@ func (s *Session) execStmt(ctx context.Context, stmt ast.StmtNode, params []any)
 	case *ast.SelectStmt:
 		return s.selectStmt(ctx, x, params)
 	case *ast.InsertStmt:
-		return s.insert(ctx, x, params)
+		for try := 0; ; try++ {
+			r, err := s.insert(ctx, x, params)
+			if !errors.Is(err, errTableChanged) {
+				return r, err
+			}
+			if try == 3 {
+				return nil, errorf(1412, "Table definition has changed, please retry transaction")
+			}
+		}
 	case *ast.DeleteStmt:
 		return s.delete(ctx, x, params)
 	case *ast.UpdateStmt:
@@ -264,9 +278,15 @@ func stmtName(stmt ast.StmtNode) string {
 // preRoute handles statements the TiDB parser does not know, so that they
 // get a clear "not supported" rather than a syntax error.
 func (s *Session) preRoute(_ context.Context, sql string) (*Result, bool, error) {
-	f := strings.Fields(strings.ToLower(strings.TrimRight(strings.TrimSpace(sql), ";")))
-	if len(f) >= 3 && f[0] == "show" && f[1] == "engine" {
-		return nil, true, notSupported("SHOW ENGINE ... STATUS")
+	f := strings.Fields(strings.ToLower(strings.TrimRight(strings.TrimSpace(sql), "; \t\n")))
+	if len(f) == 4 && f[0] == "show" && f[1] == "engine" && (f[3] == "status" || f[3] == "mutex") {
+		if f[2] != "queue" {
+			return nil, true, errorf(ErrCodeUnknownEngine, "Unknown storage engine '%s'", f[2])
+		}
+		if f[3] == "mutex" {
+			return &Result{Columns: textColumns("Type", "Name", "Status")}, true, nil
+		}
+		return &Result{Columns: textColumns("Type", "Name", "Status"), Rows: [][]any{{"QUEUE", "", s.eng.engineStatus()}}}, true, nil
 	}
 	return nil, false, nil
 }
