@@ -539,7 +539,7 @@ func TestEngineStatus(t *testing.T) {
 	text := r.Rows[0][2].(string)
 	for _, want := range []string{
 		"\nI/O calls\n------------------------------------\nsys_read ",
-		"\nWriter thread\n------------------------------------\nappend                              2\nremove                              1\n",
+		"\nWriter thread\n------------------------------------\nappend                              1\nremove                              1\n",
 		"\nHigh-level stats\n------------------------------------\nrows_written                        1\nrows_removed                        1\nqueue_wait                          1\nqueue_end                           1\nqueue_abort                         0\nqueue_rowid                         0\nqueue_set_srcid                     0\n",
 	} {
 		if !strings.Contains(text, want) {
