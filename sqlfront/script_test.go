@@ -553,7 +553,7 @@ func TestEngineStatus(t *testing.T) {
 			n++
 		}
 	}
-	if n != 15 {
-		t.Errorf("%d counter lines, want 15:\n%s", n, text)
+	if n != 16 {
+		t.Errorf("%d counter lines, want 16:\n%s", n, text)
 	}
 }
