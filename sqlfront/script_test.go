@@ -546,7 +546,7 @@ func TestEngineStatus(t *testing.T) {
 			t.Errorf("status lacks %q:\n%s", want, text)
 		}
 	}
-	// Queue::Q4M::Status parses /^([\w_]+)\s+(\d+)$/ lines: 15 of them.
+	// Queue::Q4M::Status parses /^([\w_]+)\s+(\d+)$/ lines: 16 of them.
 	n := 0
 	for _, l := range strings.Split(text, "\n") {
 		if f := strings.Fields(l); len(f) == 2 && len(l) == 37 {

@@ -43,7 +43,6 @@ type parser struct {
 	nest    int    // current recursion through unary
 	far     int    // farthest offset where a token failed to match
 	farMsg  string // why, when more specific than "syntax error"
-	binOpsR []binOp
 }
 
 // binOp is one alternative of a left-associative level: a token and the
