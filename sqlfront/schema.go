@@ -287,81 +287,91 @@ func (s *Session) buildSchema(ct *ast.CreateTableStmt) (*tableSchema, error) {
 			return nil, errorf(ErrCodeTooManyKeys, "Too many keys specified; max 0 keys allowed")
 		}
 	}
-	autoInc := false
 	for _, cd := range ct.Cols {
-		name := cd.Name.Name.O
-		if len(name) > 64 {
-			return nil, errorf(ErrCodeTooLongIdent, "Identifier name '%s' is too long", name)
-		}
-		if _, dup := sch.column(name); dup != nil {
-			return nil, errorf(ErrCodeDupFieldName, "Duplicate column name '%s'", name)
-		}
-		ft := cd.Tp
-		c := &columnDef{
-			Name:     name,
-			Type:     ft.GetType(),
-			Unsigned: pmysql.HasUnsignedFlag(ft.GetFlag()),
-			Flen:     ft.GetFlen(),
-			Decimal:  ft.GetDecimal(),
-			Elems:    ft.GetElems(),
-			TypeStr:  typeString(ft),
-		}
-		if c.Flen < 0 {
-			c.Flen = 0
-		}
-		if c.Decimal < 0 {
-			c.Decimal = 0
-		}
-		switch c.Type {
-		case pmysql.TypeGeometry, pmysql.TypeTiDBVectorFloat32:
-			return nil, notSupported("column type " + c.TypeStr)
-		case pmysql.TypeString, pmysql.TypeVarchar, pmysql.TypeVarString,
-			pmysql.TypeBlob, pmysql.TypeTinyBlob, pmysql.TypeMediumBlob, pmysql.TypeLongBlob:
-			c.Binary = ft.GetCharset() == "binary"
-		case pmysql.TypeDate, pmysql.TypeDatetime, pmysql.TypeTimestamp, pmysql.TypeDuration:
-			if c.Decimal > 6 {
-				return nil, errorf(ErrCodeTooBigFieldLength, "Too big precision %d specified for column '%s'. Maximum is 6.", c.Decimal, name)
-			}
-		}
-		if c.Type == pmysql.TypeVarchar && c.Flen > 65535 {
-			return nil, errorf(ErrCodeTooBigFieldLength, "Column length too big for column '%s' (max = 16383); use BLOB or TEXT instead", name)
-		}
-		if c.Type == pmysql.TypeString && c.Flen > 255 {
-			return nil, errorf(ErrCodeTooBigFieldLength, "Column length too big for column '%s' (max = 255); use BLOB or TEXT instead", name)
-		}
-		if c.Type == pmysql.TypeString && c.Flen == 0 && !strings.Contains(c.TypeStr, "(0)") {
-			c.Flen = 1
-		}
-		var defExpr ast.ExprNode
-		for _, o := range cd.Options {
-			switch o.Tp {
-			case ast.ColumnOptionNotNull:
-				c.NotNull = true
-			case ast.ColumnOptionNull:
-				c.NotNull = false
-			case ast.ColumnOptionDefaultValue:
-				defExpr = o.Expr
-			case ast.ColumnOptionAutoIncrement:
-				autoInc = true
-			case ast.ColumnOptionPrimaryKey, ast.ColumnOptionUniqKey:
-				return nil, errorf(ErrCodeTooManyKeys, "Too many keys specified; max 0 keys allowed")
-			case ast.ColumnOptionComment:
-				if v, err := s.evalConst(o.Expr); err == nil {
-					c.Comment = toString(v)
-				}
-			}
-		}
-		if defExpr != nil {
-			if err := s.setDefault(c, defExpr); err != nil {
-				return nil, err
-			}
+		c, err := s.buildColumn(sch, cd)
+		if err != nil {
+			return nil, err
 		}
 		sch.Columns = append(sch.Columns, c)
+	}
+	return sch, nil
+}
+
+// buildColumn checks one column definition against what a Q4M table may
+// hold, and against the columns already in sch.
+func (s *Session) buildColumn(sch *tableSchema, cd *ast.ColumnDef) (*columnDef, error) {
+	autoInc := false
+	name := cd.Name.Name.O
+	if len(name) > 64 {
+		return nil, errorf(ErrCodeTooLongIdent, "Identifier name '%s' is too long", name)
+	}
+	if _, dup := sch.column(name); dup != nil {
+		return nil, errorf(ErrCodeDupFieldName, "Duplicate column name '%s'", name)
+	}
+	ft := cd.Tp
+	c := &columnDef{
+		Name:     name,
+		Type:     ft.GetType(),
+		Unsigned: pmysql.HasUnsignedFlag(ft.GetFlag()),
+		Flen:     ft.GetFlen(),
+		Decimal:  ft.GetDecimal(),
+		Elems:    ft.GetElems(),
+		TypeStr:  typeString(ft),
+	}
+	if c.Flen < 0 {
+		c.Flen = 0
+	}
+	if c.Decimal < 0 {
+		c.Decimal = 0
+	}
+	switch c.Type {
+	case pmysql.TypeGeometry, pmysql.TypeTiDBVectorFloat32:
+		return nil, notSupported("column type " + c.TypeStr)
+	case pmysql.TypeString, pmysql.TypeVarchar, pmysql.TypeVarString,
+		pmysql.TypeBlob, pmysql.TypeTinyBlob, pmysql.TypeMediumBlob, pmysql.TypeLongBlob:
+		c.Binary = ft.GetCharset() == "binary"
+	case pmysql.TypeDate, pmysql.TypeDatetime, pmysql.TypeTimestamp, pmysql.TypeDuration:
+		if c.Decimal > 6 {
+			return nil, errorf(ErrCodeTooBigFieldLength, "Too big precision %d specified for column '%s'. Maximum is 6.", c.Decimal, name)
+		}
+	}
+	if c.Type == pmysql.TypeVarchar && c.Flen > 65535 {
+		return nil, errorf(ErrCodeTooBigFieldLength, "Column length too big for column '%s' (max = 16383); use BLOB or TEXT instead", name)
+	}
+	if c.Type == pmysql.TypeString && c.Flen > 255 {
+		return nil, errorf(ErrCodeTooBigFieldLength, "Column length too big for column '%s' (max = 255); use BLOB or TEXT instead", name)
+	}
+	if c.Type == pmysql.TypeString && c.Flen == 0 && !strings.Contains(c.TypeStr, "(0)") {
+		c.Flen = 1
+	}
+	var defExpr ast.ExprNode
+	for _, o := range cd.Options {
+		switch o.Tp {
+		case ast.ColumnOptionNotNull:
+			c.NotNull = true
+		case ast.ColumnOptionNull:
+			c.NotNull = false
+		case ast.ColumnOptionDefaultValue:
+			defExpr = o.Expr
+		case ast.ColumnOptionAutoIncrement:
+			autoInc = true
+		case ast.ColumnOptionPrimaryKey, ast.ColumnOptionUniqKey:
+			return nil, errorf(ErrCodeTooManyKeys, "Too many keys specified; max 0 keys allowed")
+		case ast.ColumnOptionComment:
+			if v, err := s.evalConst(o.Expr); err == nil {
+				c.Comment = toString(v)
+			}
+		}
+	}
+	if defExpr != nil {
+		if err := s.setDefault(c, defExpr); err != nil {
+			return nil, err
+		}
 	}
 	if autoInc {
 		return nil, errorf(1164, "The used table type doesn't support AUTO_INCREMENT columns")
 	}
-	return sch, nil
+	return c, nil
 }
 
 func (s *Session) setDefault(c *columnDef, e ast.ExprNode) error {

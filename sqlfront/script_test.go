@@ -499,8 +499,8 @@ func TestRelay(t *testing.T) {
 			{"INSERT INTO q (v1) VALUES (5)", "ok 1"}, // above the rewound mark
 			{"SELECT queue_set_srcid(1, 'a', 3)", "queue_set_srcid(1, 'a', 3)|1"},
 			{"INSERT INTO q (nope) VALUES (6)", "ERR 1054"}, // fails before the table: stays pending
-			{"INSERT INTO q (v1) VALUES (6)", "ok 1"},        // ... and is used here: duplicate
-			{"INSERT INTO q (v1) VALUES (7)", "ok 1"},        // no source any more
+			{"INSERT INTO q (v1) VALUES (6)", "ok 1"},       // ... and is used here: duplicate
+			{"INSERT INTO q (v1) VALUES (7)", "ok 1"},       // no source any more
 			{"SELECT v1 FROM q", "v1|1|3|4|5|7"},
 		}},
 		{"stats and compaction", []step{
@@ -555,5 +555,53 @@ func TestEngineStatus(t *testing.T) {
 	}
 	if n != 16 {
 		t.Errorf("%d counter lines, want 16:\n%s", n, text)
+	}
+}
+
+// TestAlterWhileOwned: ALTER TABLE ADD/DROP while another connection owns a
+// row: the owner sees its row projected onto the new columns (Q4M's
+// 14-alter-table).
+func TestAlterWhileOwned(t *testing.T) {
+	e := newEngine(t)
+	a, b := newSession(t, e), newSession(t, e)
+	for _, st := range []struct {
+		s         *Session
+		sql, want string
+	}{
+		{b, "CREATE TABLE t (v1 int not null, v2 int) ENGINE=queue", "ok 0"},
+		{b, "INSERT INTO t VALUES (1, 1), (2, 2)", "ok 2"},
+		{a, "SELECT queue_wait('t')", "queue_wait('t')|1"},
+		{b, "ALTER TABLE t ADD v3 int", "ok 0"},
+		{a, "SELECT * FROM t", "v1,v2,v3|1,1,NULL"},
+		{b, "SELECT * FROM t", "v1,v2,v3|2,2,NULL"},
+		{b, "INSERT INTO t VALUES (3, 3, 3)", "ok 1"},
+		{b, "ALTER TABLE t DROP v1", "ok 0"},
+		{a, "SELECT * FROM t", "v2,v3|1,NULL"},
+		{b, "SELECT * FROM t", "v2,v3|2,NULL|3,3"},
+		{b, "ALTER TABLE t ADD COLUMN n int NOT NULL FIRST, ADD s varchar(3) DEFAULT 'x' AFTER v2", "ok 0"},
+		{b, "SELECT * FROM t", "n,v2,s,v3|0,2,x,NULL|0,3,x,3"},
+		{a, "SELECT queue_rowid()", "queue_rowid()|1"},
+		{a, "SELECT queue_end()", "queue_end()|1"},
+		{b, "SELECT COUNT(*) FROM t", "COUNT(*)|2"},
+		{b, "ALTER TABLE t DROP nope", "ERR 1091"},
+		{b, "ALTER TABLE t ADD v2 int", "ERR 1060"},
+		{b, "ALTER TABLE t ADD k int, ADD KEY (k)", "ERR 1069"},
+		{b, "ALTER TABLE t ENGINE=InnoDB", "ERR 1235"},
+		{b, "ALTER TABLE t RENAME TO u", "ERR 1235"},
+		{b, "ALTER TABLE nosuch ADD x int", "ERR 1146"},
+		{b, "ALTER TABLE t DROP n, DROP v2, DROP s", "ok 0"},
+		{b, "ALTER TABLE t DROP v3", "ERR 1090"},
+		{b, "SHOW CREATE TABLE t", "Table,Create Table|t,CREATE TABLE `t` (\n  `v3` int(11) DEFAULT NULL\n) ENGINE=QUEUE DEFAULT CHARSET=utf8mb4"},
+	} {
+		r, err := st.s.Exec(t.Context(), st.sql)
+		got := ""
+		if err != nil {
+			got = fmt.Sprintf("ERR %d", errCode(err))
+		} else {
+			got = render(r)
+		}
+		if got != st.want {
+			t.Fatalf("%q: got %q want %q (%v)", st.sql, got, st.want, err)
+		}
 	}
 }

@@ -246,6 +246,8 @@ func (s *Session) execStmt(ctx context.Context, stmt ast.StmtNode, params []any)
 		return s.createTable(x)
 	case *ast.DropTableStmt:
 		return s.dropTable(x)
+	case *ast.AlterTableStmt:
+		return s.alterTable(x)
 	case *ast.TruncateTableStmt:
 		return s.truncate(x)
 	case *ast.CreateDatabaseStmt:
