@@ -161,7 +161,7 @@ func (s *Session) delete(ctx context.Context, del *ast.DeleteStmt, params []any)
 	}
 	var cands []cand
 	ordered := del.Order != nil
-	err = s.scanWhere(t, sch, env, del.Where, func(rowid uint64, row []any) (bool, error) {
+	err = s.scanWhere(s.tableSource(t, sch), env, del.Where, func(rowid uint64, row []any) (bool, error) {
 		cands = append(cands, cand{rowid, row})
 		return ordered || count < 0 || int64(len(cands)) < offset+count, nil
 	})
@@ -219,7 +219,7 @@ func (s *Session) update(ctx context.Context, up *ast.UpdateStmt, params []any) 
 	}
 	env := &evalEnv{ctx: ctx, s: s, params: params, sch: sch, clause: "where clause"}
 	matched := false
-	err = s.scanWhere(t, sch, env, up.Where, func(uint64, []any) (bool, error) {
+	err = s.scanWhere(s.tableSource(t, sch), env, up.Where, func(uint64, []any) (bool, error) {
 		matched = true
 		return false, nil
 	})

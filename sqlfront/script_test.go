@@ -605,3 +605,18 @@ func TestAlterWhileOwned(t *testing.T) {
 		}
 	}
 }
+
+func TestInformationSchema(t *testing.T) {
+	runScripts(t, []script{{"information_schema", []step{
+		{"SELECT PLUGIN_VERSION FROM information_schema.plugins WHERE plugin_name = 'QUEUE'", "PLUGIN_VERSION|0.9"},
+		{"select plugin_version from INFORMATION_SCHEMA.PLUGINS where PLUGIN_NAME = 'queue'", "plugin_version|0.9"},
+		{"SELECT ENGINE, SUPPORT FROM information_schema.engines", "ENGINE,SUPPORT|QUEUE,DEFAULT"},
+		{mk, "ok 0"},
+		{"INSERT INTO q (v1) VALUES (1), (2)", "ok 2"},
+		{"SELECT TABLE_NAME, ENGINE, TABLE_ROWS FROM information_schema.tables WHERE table_schema = 'test'", "TABLE_NAME,ENGINE,TABLE_ROWS|q,QUEUE,2"},
+		{"SELECT COLUMN_NAME, COLUMN_TYPE FROM information_schema.columns WHERE table_name = 'q' ORDER BY ORDINAL_POSITION DESC", "COLUMN_NAME,COLUMN_TYPE|v2,varchar(255)|v1,int(11)"},
+		{"SELECT COUNT(*) FROM information_schema.schemata", "COUNT(*)|1"},
+		{"SELECT * FROM information_schema.processlist", "ERR 1235"},
+		{"SELECT * FROM mysql.user", "ERR 1235"},
+	}}})
+}

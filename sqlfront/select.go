@@ -29,14 +29,19 @@ func (s *Session) selectStmt(ctx context.Context, sel *ast.SelectStmt, params []
 	if sel.LockInfo != nil && sel.LockInfo.LockType != ast.SelectLockNone {
 		return nil, notSupported("SELECT ... FOR UPDATE / LOCK IN SHARE MODE on queue tables")
 	}
-	if isSystemSchema(tn.Schema.L) {
-		return nil, notSupported("queries on " + tn.Schema.O)
+	var src *source
+	if isSystemSchema(tn.Schema.L) || (tn.Schema.L == "" && isSystemSchema(strings.ToLower(s.db))) {
+		if src, err = s.systemTable(tn); err != nil {
+			return nil, err
+		}
+	} else {
+		t, sch, err := s.resolve(tn)
+		if err != nil {
+			return nil, err
+		}
+		src = s.tableSource(t, sch)
 	}
-	t, sch, err := s.resolve(tn)
-	if err != nil {
-		return nil, err
-	}
-	env := &evalEnv{ctx: ctx, s: s, params: params, sch: sch}
+	env := &evalEnv{ctx: ctx, s: s, params: params, sch: src.sch}
 	where := sel.Where
 
 	// The one-statement consume form of MySQL 5.1/5.5:
@@ -51,7 +56,7 @@ func (s *Session) selectStmt(ctx context.Context, sel *ast.SelectStmt, params []
 			return nil, err
 		}
 		if v == nil || !truth(v) {
-			return s.emptyResult(sel, t, sch)
+			return s.emptyResult(sel, src)
 		}
 		where = nil
 	} else {
@@ -69,10 +74,10 @@ func (s *Session) selectStmt(ctx context.Context, sel *ast.SelectStmt, params []
 	if agg, star := countAgg(sel); agg != nil {
 		var n int64
 		switch {
-		case star && where == nil && !s.owner.InOwnerMode():
-			n = int64(s.eng.db.Count(t)) // Q4M: counts rows owned by others too
+		case star && where == nil && src.count != nil:
+			n = src.count()
 		default:
-			err := s.scanWhere(t, sch, env, where, func(_ uint64, row []any) (bool, error) {
+			err := s.scanWhere(src, env, where, func(_ uint64, row []any) (bool, error) {
 				if !star {
 					env.row, env.clause = row, "field list"
 					v, err := env.eval(agg.Args[0])
@@ -93,7 +98,7 @@ func (s *Session) selectStmt(ctx context.Context, sel *ast.SelectStmt, params []
 		return &Result{Columns: []Column{col}, Rows: [][]any{{n}}}, nil
 	}
 
-	cols, proj, err := s.projection(sel, t, sch)
+	cols, proj, err := s.projection(sel, src)
 	if err != nil {
 		return nil, err
 	}
@@ -103,7 +108,7 @@ func (s *Session) selectStmt(ctx context.Context, sel *ast.SelectStmt, params []
 	}
 	var matches [][]any
 	ordered := sel.OrderBy != nil
-	err = s.scanWhere(t, sch, env, where, func(_ uint64, row []any) (bool, error) {
+	err = s.scanWhere(src, env, where, func(_ uint64, row []any) (bool, error) {
 		matches = append(matches, row)
 		return ordered || count < 0 || int64(len(matches)) < offset+count, nil
 	})
@@ -147,6 +152,34 @@ func isSystemSchema(name string) bool {
 	return false
 }
 
+// source is what a SELECT reads: a queue table, or a system table made up
+// on the spot.
+type source struct {
+	db, name string
+	sch      *tableSchema
+	// scan calls fn with each row in order; fn returns false to stop.
+	scan func(fn func(rowid uint64, row []any) bool) error
+	// count, if set, answers COUNT(*) without WHERE.
+	count func() int64
+}
+
+// tableSource reads a queue table with the session's visibility.
+func (s *Session) tableSource(t queue.Table, sch *tableSchema) *source {
+	return &source{
+		db: t.Database(), name: t.Name(), sch: sch,
+		scan: func(fn func(uint64, []any) bool) error { return s.scan(t, sch, fn) },
+		count: func() int64 {
+			if s.owner.InOwnerMode() {
+				if s.owner.OwnsRowIn(t) {
+					return 1
+				}
+				return 0
+			}
+			return int64(s.eng.db.Count(t)) // Q4M: counts rows owned by others too
+		},
+	}
+}
+
 // scan decodes the rows the session can see.
 func (s *Session) scan(t queue.Table, sch *tableSchema, fn func(rowid uint64, row []any) bool) error {
 	var derr error
@@ -170,9 +203,9 @@ func (s *Session) scan(t queue.Table, sch *tableSchema, fn func(rowid uint64, ro
 // scanWhere calls fn for each row the session can see that satisfies where
 // (nil: every row), in rowid order. fn returns false to stop; an error from
 // where or fn ends the scan and is returned.
-func (s *Session) scanWhere(t queue.Table, sch *tableSchema, env *evalEnv, where ast.ExprNode, fn func(rowid uint64, row []any) (bool, error)) error {
+func (s *Session) scanWhere(src *source, env *evalEnv, where ast.ExprNode, fn func(rowid uint64, row []any) (bool, error)) error {
 	var ferr error
-	err := s.scan(t, sch, func(rowid uint64, row []any) bool {
+	err := src.scan(func(rowid uint64, row []any) bool {
 		if where != nil {
 			env.row, env.clause = row, "where clause"
 			v, err := env.eval(where)
@@ -263,13 +296,14 @@ type projItem struct {
 	expr ast.ExprNode
 }
 
-func (s *Session) projection(sel *ast.SelectStmt, t queue.Table, sch *tableSchema) ([]Column, []projItem, error) {
+func (s *Session) projection(sel *ast.SelectStmt, src *source) ([]Column, []projItem, error) {
+	sch := src.sch
 	var cols []Column
 	var proj []projItem
 	for _, f := range sel.Fields.Fields {
 		if f.WildCard != nil {
 			for i, c := range sch.Columns {
-				cols = append(cols, c.resultColumn(t.Database(), t.Name()))
+				cols = append(cols, c.resultColumn(src.db, src.name))
 				proj = append(proj, projItem{col: i})
 			}
 			continue
@@ -282,7 +316,7 @@ func (s *Session) projection(sel *ast.SelectStmt, t queue.Table, sch *tableSchem
 			if c == nil {
 				return nil, nil, errorf(ErrCodeBadField, "Unknown column '%s' in 'field list'", cn.Name.Name.O)
 			}
-			col := c.resultColumn(t.Database(), t.Name())
+			col := c.resultColumn(src.db, src.name)
 			col.Name = fieldName(f)
 			cols = append(cols, col)
 			proj = append(proj, projItem{col: i})
@@ -294,11 +328,11 @@ func (s *Session) projection(sel *ast.SelectStmt, t queue.Table, sch *tableSchem
 	return cols, proj, nil
 }
 
-func (s *Session) emptyResult(sel *ast.SelectStmt, t queue.Table, sch *tableSchema) (*Result, error) {
+func (s *Session) emptyResult(sel *ast.SelectStmt, src *source) (*Result, error) {
 	if agg, _ := countAgg(sel); agg != nil {
 		return &Result{Columns: []Column{intCol(fieldName(sel.Fields.Fields[0]))}, Rows: [][]any{{int64(0)}}}, nil
 	}
-	cols, _, err := s.projection(sel, t, sch)
+	cols, _, err := s.projection(sel, src)
 	if err != nil {
 		return nil, err
 	}

@@ -125,6 +125,10 @@ func (s *Session) Reset() {
 
 // UseDB makes name the current database (COM_INIT_DB and USE).
 func (s *Session) UseDB(name string) error {
+	if strings.EqualFold(name, "information_schema") {
+		s.db = "information_schema"
+		return nil
+	}
 	if !s.eng.db.HasDatabase(name) {
 		return errorf(ErrCodeBadDB, "Unknown database '%s'", name)
 	}
