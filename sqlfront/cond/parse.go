@@ -36,13 +36,13 @@ type bailout struct{ err *Error }
 // the text it consumed, or fails, returning false; a caller that tries
 // another alternative restores pos itself.
 type parser struct {
-	src     string
-	pos     int
-	cols    []Column
-	bare    []bareName
-	nest    int    // current recursion through unary
-	far     int    // farthest offset where a token failed to match
-	farMsg  string // why, when more specific than "syntax error"
+	src    string
+	pos    int
+	cols   []Column
+	bare   []bareName
+	nest   int    // current recursion through unary
+	far    int    // farthest offset where a token failed to match
+	farMsg string // why, when more specific than "syntax error"
 }
 
 // binOp is one alternative of a left-associative level: a token and the
