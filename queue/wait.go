@@ -14,6 +14,11 @@ import (
 type Sub struct {
 	Database, Table string
 	Filter          Filter
+	// Compile, if set (and Filter is nil), builds the filter from the table
+	// when Wait reaches this sub, so that (as in Q4M) the conditions of subs
+	// after the first one with a row are never compiled. A Compile error
+	// ends the Wait with that error.
+	Compile func(Table) (Filter, error)
 }
 
 // Filter selects the rows a conditional subscription accepts.
@@ -63,6 +68,7 @@ func (o *Owner) Wait(ctx context.Context, subs []Sub, timeout time.Duration) (in
 	}
 	o.mode = false
 	db := o.db
+	subs = slices.Clone(subs) // pass fills in compiled filters
 	timeout = min(timeout, MaxWait)
 	var timer *time.Timer
 	defer func() {
@@ -159,6 +165,16 @@ func (o *Owner) pass(subs []Sub) (int, []*table, []uint64, error) {
 		}
 		tables = append(tables, t)
 		seqs = append(seqs, t.pubSeq)
+		if s.Filter == nil && s.Compile != nil {
+			h := handle(t)
+			db.mu.Unlock()
+			f, err := s.Compile(h)
+			if err != nil {
+				return 0, nil, nil, err
+			}
+			subs[i].Filter, s.Filter = f, f
+			db.mu.Lock()
+		}
 		if s.Filter == nil {
 			if it, ok := t.takeLocked(); ok {
 				db.countWaitLocked(tables, i, true)

@@ -155,21 +155,19 @@ func (s *Session) queueWait(env *evalEnv, fc *ast.FuncCallExpr) (any, error) {
 		if a == nil {
 			return nil, s.failWait() // Q4M dereferences NULL here; we return NULL
 		}
-		tc := toString(a)
-		table, cond, hasCond := strings.Cut(tc, ":")
-		if hasCond {
-			s.eng.log.Info("queue_wait: conditional subscriptions are not supported yet", "table_cond", tc)
-			return nil, s.failWait()
-		}
+		table, expr, hasCond := strings.Cut(toString(a), ":")
 		db, name, qualified := strings.Cut(table, ".")
 		if !qualified {
 			db, name = s.db, table
 		}
-		_ = cond
-		subs = append(subs, queue.Sub{Database: db, Table: name})
+		sub := queue.Sub{Database: db, Table: name}
+		if hasCond {
+			sub.Compile = func(t queue.Table) (queue.Filter, error) { return s.eng.compileCond(t, expr) }
+		}
+		subs = append(subs, sub)
 	}
 	idx, err := s.owner.Wait(env.ctx, subs, timeout)
-	if errors.Is(err, queue.ErrNoSuchTable) {
+	if errors.Is(err, queue.ErrNoSuchTable) || errors.Is(err, errBadCondition) {
 		return nil, nil // Q4M: a run-time error makes queue_wait return NULL
 	}
 	if err != nil {

@@ -297,8 +297,8 @@ func TestQueueFunctions(t *testing.T) {
 			{"SELECT queue_end()", "queue_end()|1"},
 			{"SELECT queue_wait(NULL)", "queue_wait(NULL)|NULL"},
 			{"SELECT queue_wait('test.b', 0)", "queue_wait('test.b', 0)|1"},
-			{"SELECT queue_wait('q:v1=1', 0)", "queue_wait('q:v1=1', 0)|NULL"}, // conditions: not yet
-			{"SELECT * FROM b", "v1"},                                          // the NULL wait consumed the row and left owner mode
+			{"SELECT queue_wait('q:nope=1', 0)", "queue_wait('q:nope=1', 0)|NULL"}, // a bad condition
+			{"SELECT * FROM b", "v1"}, // the NULL wait consumed the row and left owner mode
 		}},
 		{"one-statement consume form", []step{
 			{mk, "ok 0"},
@@ -619,4 +619,34 @@ func TestInformationSchema(t *testing.T) {
 		{"SELECT * FROM information_schema.processlist", "ERR 1235"},
 		{"SELECT * FROM mysql.user", "ERR 1235"},
 	}}})
+}
+
+func TestConditions(t *testing.T) {
+	runScripts(t, []script{
+		{"conditional waits", []step{
+			{"CREATE TABLE c (v int, prio tinyint, s varchar(10), ts timestamp null, d date, dt datetime, tm time) ENGINE=queue", "ok 0"},
+			{"INSERT INTO c (v, prio) VALUES (1, 1), (2, 0), (3, 1), (4, 0)", "ok 4"},
+			{"SELECT queue_wait('c:v!=1', 0)", "queue_wait('c:v!=1', 0)|1"},
+			{"SELECT v FROM c", "v|2"},
+			{"SELECT queue_wait('c:v=1', 0)", "queue_wait('c:v=1', 0)|1"},
+			{"SELECT v FROM c", "v|1"},
+			{"SELECT queue_wait('c:prio=0', 'c:prio=1', 0)", "queue_wait('c:prio=0', 'c:prio=1', 0)|1"},
+			{"SELECT v FROM c", "v|4"},
+			{"SELECT queue_wait('c:prio=0', 'c:prio=1', 0)", "queue_wait('c:prio=0', 'c:prio=1', 0)|2"},
+			{"SELECT v FROM c", "v|3"},
+			{"SELECT queue_wait('c:prio=0', 0)", "queue_wait('c:prio=0', 0)|0"},
+			{"SELECT queue_end()", "queue_end()|1"},
+			{"SELECT queue_wait('c:s=1', 0)", "queue_wait('c:s=1', 0)|NULL"},     // strings are not visible
+			{"SELECT queue_wait('c:v=1 ', 0)", "queue_wait('c:v=1 ', 0)|NULL"},   // trailing space
+			{"SELECT queue_wait('c:v==1', 0)", "queue_wait('c:v==1', 0)|NULL"},   // not in the grammar
+			{"SELECT queue_wait('c:', 0)", "queue_wait('c:', 0)|NULL"},           // empty
+			{"INSERT INTO c (v) VALUES (5)", "ok 1"},
+			{"SELECT queue_wait('c', 'c:bad!', 0)", "queue_wait('c', 'c:bad!', 0)|1"}, // never compiled: c had a row
+			{"SELECT queue_end()", "queue_end()|1"},
+			{"INSERT INTO c (v, ts, d, dt, tm) VALUES (6, '2001-09-09 01:46:40', '2024-05-06', '2024-05-06 07:08:09', '-01:02:03')", "ok 1"},
+			{"SELECT queue_wait('c:d=2024*512+5*32+6 and dt=20240506070809 and tm=-10203 and ts>0', 0)", "queue_wait('c:d=2024*512+5*32+6 and dt=20240506070809 and tm=-10203 and ts>0', 0)|1"},
+			{"SELECT v FROM c", "v|6"},
+			{"SELECT queue_end()", "queue_end()|1"},
+		}},
+	})
 }

@@ -43,6 +43,7 @@ type Engine struct {
 
 	schemas  sync.Map // *byte (table metadata) -> *tableSchema
 	counters counters
+	conds    condCache
 }
 
 // NewEngine returns an Engine serving the queues of db.
