@@ -298,7 +298,7 @@ func TestQueueFunctions(t *testing.T) {
 			{"SELECT queue_wait(NULL)", "queue_wait(NULL)|NULL"},
 			{"SELECT queue_wait('test.b', 0)", "queue_wait('test.b', 0)|1"},
 			{"SELECT queue_wait('q:nope=1', 0)", "queue_wait('q:nope=1', 0)|NULL"}, // a bad condition
-			{"SELECT * FROM b", "v1"}, // the NULL wait consumed the row and left owner mode
+			{"SELECT * FROM b", "v1"},                                              // the NULL wait consumed the row and left owner mode
 		}},
 		{"one-statement consume form", []step{
 			{mk, "ok 0"},
@@ -636,10 +636,10 @@ func TestConditions(t *testing.T) {
 			{"SELECT v FROM c", "v|3"},
 			{"SELECT queue_wait('c:prio=0', 0)", "queue_wait('c:prio=0', 0)|0"},
 			{"SELECT queue_end()", "queue_end()|1"},
-			{"SELECT queue_wait('c:s=1', 0)", "queue_wait('c:s=1', 0)|NULL"},     // strings are not visible
-			{"SELECT queue_wait('c:v=1 ', 0)", "queue_wait('c:v=1 ', 0)|NULL"},   // trailing space
-			{"SELECT queue_wait('c:v==1', 0)", "queue_wait('c:v==1', 0)|NULL"},   // not in the grammar
-			{"SELECT queue_wait('c:', 0)", "queue_wait('c:', 0)|NULL"},           // empty
+			{"SELECT queue_wait('c:s=1', 0)", "queue_wait('c:s=1', 0)|NULL"},   // strings are not visible
+			{"SELECT queue_wait('c:v=1 ', 0)", "queue_wait('c:v=1 ', 0)|NULL"}, // trailing space
+			{"SELECT queue_wait('c:v==1', 0)", "queue_wait('c:v==1', 0)|NULL"}, // not in the grammar
+			{"SELECT queue_wait('c:', 0)", "queue_wait('c:', 0)|NULL"},         // empty
 			{"INSERT INTO c (v) VALUES (5)", "ok 1"},
 			{"SELECT queue_wait('c', 'c:bad!', 0)", "queue_wait('c', 'c:bad!', 0)|1"}, // never compiled: c had a row
 			{"SELECT queue_end()", "queue_end()|1"},
