@@ -36,6 +36,9 @@ type Config struct {
 	RSAKey *rsa.PrivateKey
 	// HandshakeTimeout bounds the connection phase. Zero means 10 s.
 	HandshakeTimeout time.Duration
+	// MaxAllowedPacket bounds what a client may send in one packet (1153
+	// and the connection is closed beyond it). Zero means 64 MB.
+	MaxAllowedPacket int64
 	// Logger; nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -66,6 +69,9 @@ func New(eng *sqlfront.Engine, cfg Config) *Server {
 	}
 	if cfg.HandshakeTimeout == 0 {
 		cfg.HandshakeTimeout = 10 * time.Second
+	}
+	if cfg.MaxAllowedPacket == 0 {
+		cfg.MaxAllowedPacket = 64 << 20
 	}
 	if cfg.DefaultAuth == "" {
 		cfg.DefaultAuth = mysql.AUTH_NATIVE_PASSWORD
@@ -143,6 +149,7 @@ func (s *Server) handle(raw net.Conn) {
 	}()
 	host, _, _ := net.SplitHostPort(raw.RemoteAddr().String())
 	wc := newWatchConn(raw)
+	wc.limit.max = s.cfg.MaxAllowedPacket
 	sess := s.eng.NewSession(0, "", host)
 	defer sess.Close()
 

@@ -262,3 +262,35 @@ func TestKillQuery(t *testing.T) {
 		t.Errorf("KILL unknown: %v; want 1094", err)
 	}
 }
+
+func TestPacketLimitFeed(t *testing.T) {
+	hdr := func(size int, seq byte) []byte { return []byte{byte(size), byte(size >> 8), byte(size >> 16), seq} }
+	tests := []struct {
+		name   string
+		max    int64
+		stream [][]byte // as successive reads
+		over   bool
+	}{
+		{"small packets", 100, [][]byte{append(hdr(3, 0), 'a', 'b', 'c'), append(hdr(2, 0), 'x', 'y')}, false},
+		{"exactly max", 5, [][]byte{append(hdr(5, 0), "abcde"...)}, false},
+		{"one over", 5, [][]byte{append(hdr(6, 0), "abcdef"...)}, true},
+		{"header split across reads", 5, [][]byte{{6, 0}, {0, 0}, []byte("abcdef")}, true},
+		{"payload split across reads", 10, [][]byte{append(hdr(8, 0), "abc"...), []byte("defgh"), append(hdr(8, 0), "12345678"...)}, false},
+		{"chunked packet over", 0xffffff + 10, [][]byte{hdr(0xffffff, 0), make([]byte, 0xffffff), hdr(11, 1)}, true},
+		{"chunked packet under", 0xffffff + 10, [][]byte{hdr(0xffffff, 0), make([]byte, 0xffffff), append(hdr(3, 1), "abc"...), hdr(0xffffff, 0)}, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			l := &packetLimit{max: tc.max}
+			over := false
+			for _, b := range tc.stream {
+				if o, _ := l.feed(b); o {
+					over = true
+				}
+			}
+			if over != tc.over {
+				t.Errorf("over = %v, want %v", over, tc.over)
+			}
+		})
+	}
+}

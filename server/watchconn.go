@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"net"
 	"os"
 	"sync"
@@ -26,6 +27,8 @@ type watchConn struct {
 
 	first     []byte // bytes of the client's first packet, until complete
 	firstDone bool
+
+	limit packetLimit // max_allowed_packet for what the client sends
 
 	// Background watch; only the connection goroutine touches these, the
 	// watcher goroutine communicates through watchDone.
@@ -82,7 +85,7 @@ func (w *watchConn) Read(p []byte) (int, error) {
 		n := copy(p, w.stash)
 		w.stash = w.stash[n:]
 		w.mu.Unlock()
-		return n, nil
+		return n, w.checkLimit(p[:n])
 	}
 	if w.stashErr != nil {
 		err := w.stashErr
@@ -91,6 +94,9 @@ func (w *watchConn) Read(p []byte) (int, error) {
 	}
 	w.mu.Unlock()
 	n, err := w.Conn.Read(p)
+	if lerr := w.checkLimit(p[:n]); lerr != nil {
+		return n, lerr
+	}
 	if !w.firstDone && n > 0 {
 		w.first = append(w.first, p[:n]...)
 		if len(w.first) >= 4 {
@@ -243,3 +249,104 @@ type hostAddr string
 
 func (h hostAddr) Network() string { return "tcp" }
 func (h hostAddr) String() string  { return string(h) }
+
+// packetLimit follows the packet headers of the client's byte stream and
+// notices a packet (possibly split in 16 MB chunks) larger than max.
+type packetLimit struct {
+	max    int64 // 0: no limit
+	hdr    [4]byte
+	hn     int   // header bytes seen
+	remain int   // payload bytes left in the current chunk
+	chunk  int   // size of the current chunk
+	total  int64 // size of the logical packet so far
+}
+
+// errPacketTooLarge ends a connection that sent a packet over the limit.
+var errPacketTooLarge = errors.New("server: packet bigger than max_allowed_packet")
+
+// feed accounts for b and reports whether the packet being read is over
+// the limit, with the sequence number of its current chunk. Bytes of b
+// after that chunk's header count as read.
+func (l *packetLimit) feed(b []byte) (bool, byte) {
+	over := false
+	for len(b) > 0 {
+		if l.remain > 0 {
+			n := min(l.remain, len(b))
+			l.remain -= n
+			b = b[n:]
+			continue
+		}
+		if over {
+			break // the rest belongs to what discardPacket reads
+		}
+		l.hdr[l.hn] = b[0]
+		l.hn++
+		b = b[1:]
+		if l.hn < 4 {
+			continue
+		}
+		l.hn = 0
+		l.chunk = int(l.hdr[0]) | int(l.hdr[1])<<8 | int(l.hdr[2])<<16
+		l.remain = l.chunk
+		l.total += int64(l.chunk)
+		if l.max > 0 && l.total > l.max {
+			over = true
+			continue
+		}
+		if l.chunk < 0xffffff { // the last chunk of this packet
+			l.total = 0
+		}
+	}
+	return over, l.hdr[3]
+}
+
+// checkLimit answers a packet over max_allowed_packet as MySQL does, with
+// ERROR 1153, and ends the connection.
+func (w *watchConn) checkLimit(b []byte) error {
+	if w.limit.max == 0 {
+		return nil
+	}
+	over, seq := w.limit.feed(b)
+	if !over {
+		return nil
+	}
+	seq = w.discardPacket(seq)
+	msg := "Got a packet bigger than 'max_allowed_packet' bytes"
+	payload := append([]byte{0xff, 0x81, 0x04, '#'}, "08S01"+msg...) // 1153 = 0x0481
+	pkt := append([]byte{byte(len(payload)), byte(len(payload) >> 8), byte(len(payload) >> 16), seq + 1}, payload...)
+	w.wbuf.Reset()
+	_, _ = w.Conn.Write(pkt)
+	return errPacketTooLarge
+}
+
+// discardPacket reads and drops the rest of an oversized packet, so that
+// the client, done sending, reads the error rather than a reset
+// connection. It gives up after 256 MB or 10 s. It returns the sequence
+// number of the last chunk.
+func (w *watchConn) discardPacket(seq byte) byte {
+	_ = w.Conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	defer func() { _ = w.Conn.SetReadDeadline(time.Time{}) }()
+	l := &w.limit
+	buf := make([]byte, 64<<10)
+	for dropped := 0; dropped < 256<<20; {
+		if l.remain == 0 {
+			if l.chunk < 0xffffff {
+				return seq
+			}
+			var hdr [4]byte
+			if _, err := io.ReadFull(w.Conn, hdr[:]); err != nil {
+				return seq
+			}
+			l.chunk = int(hdr[0]) | int(hdr[1])<<8 | int(hdr[2])<<16
+			l.remain, seq = l.chunk, hdr[3]
+			continue
+		}
+		n, err := w.Conn.Read(buf[:min(len(buf), l.remain)])
+		l.remain -= n
+		dropped += n
+		if err != nil {
+			return seq
+		}
+	}
+	return seq
+}

@@ -170,43 +170,44 @@ func convertValue(c *columnDef, v any, row int) (any, error) {
 	case pmysql.TypeSet:
 		return convertSet(c, v, row)
 	}
-	// Strings.
-	var b []byte
+	// Strings. Values are kept as the string the statement carried (no
+	// copy: a row may be as large as max_allowed_packet).
+	var str string
 	switch x := v.(type) {
 	case []byte:
-		b = x
+		str = string(x)
 	case string:
-		b = []byte(x)
+		str = x
 	default:
-		b = []byte(toString(v))
+		str = toString(v)
 	}
 	if !c.Binary {
-		if !utf8.Valid(b) {
-			return nil, errorf(ErrCodeIncorrectValue, "Incorrect string value: '%s' for column '%s' at row %d", badBytes(b), c.Name, row)
+		if !utf8.ValidString(str) {
+			return nil, errorf(ErrCodeIncorrectValue, "Incorrect string value: '%s' for column '%s' at row %d", badBytes([]byte(str)), c.Name, row)
 		}
 		if c.isBlob() {
-			if int64(len(b)) > c.maxBytes() {
+			if int64(len(str)) > c.maxBytes() {
 				return nil, errorf(ErrCodeDataTooLong, "Data too long for column '%s' at row %d", c.Name, row)
 			}
-		} else if utf8.RuneCount(b) > c.Flen {
+		} else if len(str) > c.Flen && utf8.RuneCountInString(str) > c.Flen {
 			return nil, errorf(ErrCodeDataTooLong, "Data too long for column '%s' at row %d", c.Name, row)
 		}
 		if c.Type == pmysql.TypeString {
-			b = []byte(strings.TrimRight(string(b), " "))
+			str = strings.TrimRight(str, " ")
 		}
-		return string(b), nil
+		return str, nil
 	}
 	limit := int64(c.Flen)
 	if c.isBlob() {
 		limit = c.maxBytes()
 	}
-	if int64(len(b)) > limit {
+	if int64(len(str)) > limit {
 		return nil, errorf(ErrCodeDataTooLong, "Data too long for column '%s' at row %d", c.Name, row)
 	}
-	if c.Type == pmysql.TypeString && len(b) < c.Flen { // BINARY(n) pads with zero bytes
-		b = append(append([]byte(nil), b...), make([]byte, c.Flen-len(b))...)
+	if c.Type == pmysql.TypeString && len(str) < c.Flen { // BINARY(n) pads with zero bytes
+		str += string(make([]byte, c.Flen-len(str)))
 	}
-	return append([]byte(nil), b...), nil
+	return []byte(str), nil
 }
 
 // badBytes renders the start of an invalid UTF-8 string as MySQL does: \xFF.

@@ -19,6 +19,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -68,6 +69,7 @@ type Main struct {
 	DefaultAuth      string
 	ShutdownTimeout  time.Duration
 	HandshakeTimeout time.Duration
+	MaxAllowedPacket int64
 
 	log      *slog.Logger
 	db       *queue.DB
@@ -87,6 +89,7 @@ func NewMain() *Main {
 		DefaultAuth:      mysql.AUTH_NATIVE_PASSWORD,
 		ShutdownTimeout:  10 * time.Second,
 		HandshakeTimeout: 10 * time.Second,
+		MaxAllowedPacket: 64 << 20,
 	}
 }
 
@@ -104,6 +107,7 @@ func (m *Main) ParseFlags(args []string, out io.Writer) error {
 	fs.StringVar(&m.DefaultAuth, "default-auth", m.DefaultAuth, "auth plugin proposed in the handshake: mysql_native_password or caching_sha2_password")
 	fs.DurationVar(&m.ShutdownTimeout, "shutdown-timeout", m.ShutdownTimeout, "how long a graceful shutdown waits for busy connections")
 	fs.DurationVar(&m.HandshakeTimeout, "handshake-timeout", m.HandshakeTimeout, "how long a new connection may take to log in")
+	maxPacket := fs.String("max-allowed-packet", "64M", "largest packet (so: statement or row) a client may send: bytes, or with a K, M or G suffix")
 	version := fs.Bool("version", false, "print the version and exit")
 	fs.Usage = func() {
 		fmt.Fprintf(out, "Usage: q4mproxy [flags]\n\nA MySQL-protocol server emulating the Q4M queue engine.\n\nFlags:\n")
@@ -119,6 +123,11 @@ func (m *Main) ParseFlags(args []string, out io.Writer) error {
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
 	}
+	n, err := parseSize(*maxPacket)
+	if err != nil || n < 1024 || n > 1<<30 {
+		return fmt.Errorf("--max-allowed-packet must be between 1K and 1G, not %q", *maxPacket)
+	}
+	m.MaxAllowedPacket = n
 	switch *syncMode {
 	case "on":
 		m.Sync = true
@@ -154,6 +163,24 @@ func (m *Main) ParseFlags(args []string, out io.Writer) error {
 		return fmt.Errorf("refusing to listen on %s without a password: set --password or Q4MPROXY_PASSWORD", m.Listen)
 	}
 	return nil
+}
+
+// parseSize parses "65536", "64K", "64M" or "1G".
+func parseSize(s string) (int64, error) {
+	mult := int64(1)
+	switch {
+	case strings.HasSuffix(strings.ToUpper(s), "K"):
+		mult, s = 1<<10, s[:len(s)-1]
+	case strings.HasSuffix(strings.ToUpper(s), "M"):
+		mult, s = 1<<20, s[:len(s)-1]
+	case strings.HasSuffix(strings.ToUpper(s), "G"):
+		mult, s = 1<<30, s[:len(s)-1]
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < 0 || n > (1<<40)/mult {
+		return 0, fmt.Errorf("bad size %q", s)
+	}
+	return n * mult, nil
 }
 
 func isLoopback(host string) bool {
@@ -202,15 +229,17 @@ func (m *Main) Run(ctx context.Context) error {
 		DefaultAuth:      m.DefaultAuth,
 		RSAKey:           key,
 		HandshakeTimeout: m.HandshakeTimeout,
+		MaxAllowedPacket: m.MaxAllowedPacket,
 		Logger:           m.log,
 	})
 	eng := sqlfront.NewEngine(db, sqlfront.Config{
-		Version:        version,
-		VersionComment: "q4mproxy " + Version + " (Q4M emulation on Pebble)",
-		Port:           port,
-		Hostname:       hostname,
-		Kill:           srv.Kill,
-		Logger:         m.log,
+		Version:          version,
+		VersionComment:   "q4mproxy " + Version + " (Q4M emulation on Pebble)",
+		MaxAllowedPacket: m.MaxAllowedPacket,
+		Port:             port,
+		Hostname:         hostname,
+		Kill:             srv.Kill,
+		Logger:           m.log,
 	})
 	srv.SetEngine(eng)
 	m.srv = srv
