@@ -61,12 +61,13 @@ type DB struct {
 	compacting atomic.Bool
 
 	// failed is set once by the commit loop when a commit fails; read under mu.
-	mu     sync.Mutex
-	failed error
-	closed bool                     // guarded by mu
-	dbs    map[string]*database     // guarded by mu
-	wait   map[*waiter]struct{}     // every registered waiter; guarded by mu
-	names  map[string]*nameCounters // per table name, survive TRUNCATE; guarded by mu
+	mu       sync.Mutex
+	failed   error
+	closed   bool                     // guarded by mu
+	dbs      map[string]*database     // guarded by mu
+	wait     map[*waiter]struct{}     // every registered waiter; guarded by mu
+	names    map[string]*nameCounters // per table name, survive TRUNCATE; guarded by mu
+	reserved map[string]bool          // table names reserved for internal owners; guarded by mu
 }
 
 type database struct {
@@ -82,14 +83,15 @@ type table struct {
 	name string
 
 	// Guarded by DB.mu.
-	meta    []byte // replaced (never modified) by AlterTable
-	version uint64 // incremented by AlterTable
-	dead    bool
-	free    *btree.BTreeG[item] // rows that may be handed out, by rowid
-	held    int                 // live rows that are not free: owned or being deleted
-	waiters []*waiter           // in arrival order
-	stats   tableCounters
-	cursors map[string]*cursor // per filter key, see scanFilter
+	reserved bool   // only internal owners take its rows
+	meta     []byte // replaced (never modified) by AlterTable
+	version  uint64 // incremented by AlterTable
+	dead     bool
+	free     *btree.BTreeG[item] // rows that may be handed out, by rowid
+	held     int                 // live rows that are not free: owned or being deleted
+	waiters  []*waiter           // in arrival order
+	stats    tableCounters
+	cursors  map[string]*cursor // per filter key, see scanFilter
 	// pubSeq counts publications (inserts and releases), releaseSeq
 	// releases; waits compare them to notice rows that arrived meanwhile.
 	pubSeq, releaseSeq uint64
@@ -157,6 +159,7 @@ func Open(dir string, opts *Options) (*DB, error) {
 		dbs:       make(map[string]*database),
 		wait:      make(map[*waiter]struct{}),
 		names:     make(map[string]*nameCounters),
+		reserved:  make(map[string]bool),
 	}
 	if o.NoSync {
 		db.writeOpts = pebble.NoSync
@@ -494,7 +497,10 @@ func (db *DB) CreateTable(dbname, name string, meta []byte) error {
 			_ = b.Set(tableKey(dbname, name), append(u64(t.id), t.meta...), nil)
 			return b.Set(stateKey(t.id), t.encodeState(), nil)
 		},
-		apply: func() { d.tables[name] = t },
+		apply: func() {
+			t.reserved = db.reserved[nameKey(dbname, name)]
+			d.tables[name] = t
+		},
 	})
 }
 
@@ -556,6 +562,7 @@ func (db *DB) ReplaceTable(dbname, name string, meta []byte) error {
 		},
 		apply: func() {
 			old.dead = true
+			t.reserved = old.reserved
 			if d := db.dbs[dbname]; d != nil {
 				d.tables[name] = t
 			}

@@ -24,6 +24,7 @@ const (
 	kindTable    = 'T'
 	kindState    = 'S'
 	kindRow      = 'R'
+	kindAux      = 'X' // internal users' state: 'X' ns 0x00 key
 
 	formatVersion = 1
 )

@@ -31,64 +31,77 @@ type Source struct {
 // otherwise the mark is raised to src.RowID in the same synced batch as the
 // rows, so a relay stays exactly-once across a crash of either side.
 func (db *DB) InsertFrom(h Table, rows [][]byte, src *Source) (first uint64, skipped bool, err error) {
-	t := h.t
 	if src != nil && (src.Sender < 0 || src.Sender >= MaxSenders) {
 		return 0, false, errors.New("queue: sender out of range")
 	}
+	ins := db.insertPart(h, rows, src)
+	err = db.submit(&op{inserts: true, prepare: ins.prepare, apply: ins.apply})
+	return ins.first, ins.skipped, err
+}
+
+// insertPart is the write of rows into h, as part of an op.
+type insertPart struct {
+	first   uint64
+	skipped bool
+	prepare func(b *pebble.Batch) error
+	apply   func()
+}
+
+func (db *DB) insertPart(h Table, rows [][]byte, src *Source) *insertPart {
+	t := h.t
+	p := &insertPart{}
 	sizes := make([]uint32, len(rows))
 	var total uint64
 	for i, r := range rows {
 		sizes[i] = clampSize(len(r))
 		total += uint64(sizes[i])
 	}
-	err = db.submit(&op{
-		inserts: true,
-		prepare: func(b *pebble.Batch) error {
-			if t.wdead {
-				return ErrNoSuchTable
+	p.prepare = func(b *pebble.Batch) error {
+		if t.wdead {
+			return ErrNoSuchTable
+		}
+		if t.wversion != h.version {
+			return ErrTableChanged
+		}
+		if src != nil && src.RowID != 0 {
+			if !src.Force && src.RowID <= t.marks[src.Sender] {
+				p.skipped = true
+				return nil
 			}
-			if t.wversion != h.version {
-				return ErrTableChanged
-			}
-			if src != nil && src.RowID != 0 {
-				if !src.Force && src.RowID <= t.marks[src.Sender] {
-					skipped = true
-					return nil
-				}
-				t.marks[src.Sender] = src.RowID
-			}
-			first = t.lastRowID + 1
-			for i, r := range rows {
-				_ = b.Set(rowKey(t.id, first+uint64(i)), r, nil)
-			}
-			t.lastRowID += uint64(len(rows))
-			return b.Set(stateKey(t.id), t.encodeState(), nil)
-		},
-		apply: func() {
-			if t.dead || skipped {
-				return
-			}
-			published := make([]newRow, len(rows))
-			for i, r := range rows {
-				t.free.ReplaceOrInsert(item{first + uint64(i), sizes[i]})
-				published[i] = newRow{first + uint64(i), r}
-			}
-			t.pubSeq++
-			t.stats.rowsWritten += uint64(len(rows))
-			t.stats.bytesTotal += total
-			db.counters.rowsWritten.Add(uint64(len(rows)))
-			db.serveLocked(t, published)
-		},
-	})
-	return first, skipped, err
+			t.marks[src.Sender] = src.RowID
+		}
+		p.first = t.lastRowID + 1
+		for i, r := range rows {
+			_ = b.Set(rowKey(t.id, p.first+uint64(i)), r, nil)
+		}
+		t.lastRowID += uint64(len(rows))
+		return b.Set(stateKey(t.id), t.encodeState(), nil)
+	}
+	p.apply = func() {
+		if t.dead || p.skipped {
+			return
+		}
+		published := make([]newRow, len(rows))
+		for i, r := range rows {
+			t.free.ReplaceOrInsert(item{p.first + uint64(i), sizes[i]})
+			published[i] = newRow{p.first + uint64(i), r}
+		}
+		t.pubSeq++
+		t.stats.rowsWritten += uint64(len(rows))
+		t.stats.bytesTotal += total
+		db.counters.rowsWritten.Add(uint64(len(rows)))
+		db.serveLocked(t, published)
+	}
+	return p
 }
 
 // Owner is one connection's view of the queues: Q4M's owner mode and the
 // one row it may own. It must be used from one goroutine at a time.
 type Owner struct {
-	db   *DB
-	mode bool
-	row  *held
+	db       *DB
+	mode     bool
+	row      *held
+	internal bool // may take rows of reserved tables
 }
 
 type held struct {
@@ -110,24 +123,25 @@ func (o *Owner) consume() error {
 		return nil
 	}
 	o.row = nil
-	db := o.db
-	return db.submit(&op{
-		removes: true,
-		prepare: func(b *pebble.Batch) error {
+	prepare, apply := o.db.consumePart(h)
+	return o.db.submit(&op{removes: true, prepare: prepare, apply: apply})
+}
+
+// consumePart is the durable deletion of a held row, as part of an op.
+func (db *DB) consumePart(h *held) (func(*pebble.Batch) error, func()) {
+	return func(b *pebble.Batch) error {
 			if h.t.wdead {
 				return nil
 			}
 			return b.Delete(rowKey(h.t.id, h.rowid), nil)
-		},
-		apply: func() {
+		}, func() {
 			if !h.t.dead {
 				h.t.held--
 				h.t.stats.rowsRemoved++
 				h.t.stats.bytesRemoved += uint64(h.size)
 				db.counters.rowsRemoved.Add(1)
 			}
-		},
-	})
+		}
 }
 
 // End consumes the owned row (durably, before returning) and leaves owner

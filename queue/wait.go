@@ -35,14 +35,15 @@ type Filter interface {
 
 // waiter is a Wait blocked on one or more tables.
 type waiter struct {
-	subs   []Sub
-	tables []*table      // resolved subs, argument order; guarded by DB.mu
-	ready  chan struct{} // closed when finished (under DB.mu)
-	done   bool          // guarded by DB.mu
-	got    *held         // the row handed to this waiter, if any
-	idx    int           // 1-based index of the sub that got
-	rescan bool          // woken to scan again (a row it may match was released)
-	closed bool          // the DB was closed while waiting
+	internal bool // the owner may take rows of reserved tables
+	subs     []Sub
+	tables   []*table      // resolved subs, argument order; guarded by DB.mu
+	ready    chan struct{} // closed when finished (under DB.mu)
+	done     bool          // guarded by DB.mu
+	got      *held         // the row handed to this waiter, if any
+	idx      int           // 1-based index of the sub that got
+	rescan   bool          // woken to scan again (a row it may match was released)
+	closed   bool          // the DB was closed while waiting
 }
 
 // MaxWait bounds a Wait's timeout.
@@ -96,7 +97,7 @@ func (o *Owner) Wait(ctx context.Context, subs []Sub, timeout time.Duration) (in
 			db.mu.Unlock()
 			continue
 		}
-		w := &waiter{subs: subs, tables: tables, ready: make(chan struct{})}
+		w := &waiter{internal: o.internal, subs: subs, tables: tables, ready: make(chan struct{})}
 		for i, t := range tables {
 			if !containsTable(tables[:i], t) {
 				t.waiters = append(t.waiters, w)
@@ -174,6 +175,10 @@ func (o *Owner) pass(subs []Sub) (int, []*table, []uint64, error) {
 			}
 			subs[i].Filter, s.Filter = f, f
 			db.mu.Lock()
+		}
+		if !t.mayTakeLocked(o.internal) {
+			db.mu.Unlock()
+			continue // reserved for the valve: looks empty
 		}
 		if s.Filter == nil {
 			if it, ok := t.takeLocked(); ok {
@@ -417,6 +422,10 @@ func (db *DB) serveLocked(t *table, rows []newRow) {
 			return
 		}
 		w := t.waiters[i]
+		if !t.mayTakeLocked(w.internal) {
+			i++
+			continue
+		}
 		served, rescan := false, false
 		for idx, wt := range w.tables {
 			if wt != t {

@@ -1,0 +1,148 @@
+package queue
+
+import (
+	"bytes"
+	"errors"
+
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// This file holds what an in-process consumer (the valve) needs beyond a
+// connection's view: tables reserved for it, its own state stored next to
+// the queues, and changes to several tables and that state in one synced
+// batch.
+
+// Reserve reserves table name of database dbname (this and every later
+// incarnation) for internal owners: a Wait by any other owner never gets
+// its rows; they still see them in SELECT until an internal owner takes them.
+func (db *DB) Reserve(dbname, name string) {
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	db.reserved[nameKey(dbname, name)] = true
+	if d := db.dbs[dbname]; d != nil && d.tables[name] != nil {
+		d.tables[name].reserved = true
+	}
+}
+
+// NewInternalOwner returns an Owner that may take rows of reserved tables.
+func (db *DB) NewInternalOwner() *Owner { return &Owner{db: db, internal: true} }
+
+// mayTakeLocked reports whether owners of this kind may take rows of t.
+func (t *table) mayTakeLocked(internal bool) bool { return internal || !t.reserved }
+
+// AuxEntry is a key and value of an internal user's own state, stored in
+// namespace NS next to the queues.
+type AuxEntry struct {
+	NS         string
+	Key, Value []byte
+}
+
+func auxKey(ns string, key []byte) []byte {
+	k := make([]byte, 0, 2+len(ns)+len(key))
+	k = append(k, kindAux)
+	k = append(k, ns...)
+	k = append(k, 0)
+	return append(k, key...)
+}
+
+// AuxScan calls fn with each key and value of namespace ns, in key order.
+// The slices are valid only during the call.
+func (db *DB) AuxScan(ns string, fn func(key, value []byte) bool) error {
+	db.readMu.RLock()
+	defer db.readMu.RUnlock()
+	if db.isClosed() {
+		return ErrClosed
+	}
+	lo := auxKey(ns, nil)
+	it, err := db.pdb.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: prefixEnd(lo)})
+	if err != nil {
+		return err
+	}
+	for it.First(); it.Valid(); it.Next() {
+		v, err := it.ValueAndErr()
+		if err != nil {
+			_ = it.Close()
+			return err
+		}
+		if !fn(bytes.TrimPrefix(it.Key(), lo), v) {
+			break
+		}
+	}
+	return it.Close()
+}
+
+// Write is a set of changes that Owner.Apply makes in one synced batch:
+// all or nothing, across a crash.
+type Write struct {
+	// Consume consumes the row the owner holds (as End does, but owner
+	// mode is kept).
+	Consume bool
+	// Inserts appends rows to tables.
+	Inserts []Insertion
+	// Set writes, and Delete removes, entries of internal state.
+	Set    []AuxEntry
+	Delete []AuxEntry // Value unused
+}
+
+// Insertion is rows to append to a table.
+type Insertion struct {
+	Table Table
+	Rows  [][]byte
+}
+
+// ErrNoRow is returned by Apply when asked to consume without a held row.
+var ErrNoRow = errors.New("queue: no owned row")
+
+// Apply makes w's changes in one synced batch, and publishes the inserted
+// rows (handing them to waiters) only after it.
+func (o *Owner) Apply(w Write) error {
+	db := o.db
+	var parts []func(*pebble.Batch) error
+	var applies []func()
+	if w.Consume {
+		h := o.row
+		if h == nil {
+			return ErrNoRow
+		}
+		o.row = nil
+		p, a := db.consumePart(h)
+		parts, applies = append(parts, p), append(applies, a)
+	}
+	for _, in := range w.Inserts {
+		ins := db.insertPart(in.Table, in.Rows, nil)
+		parts, applies = append(parts, ins.prepare), append(applies, ins.apply)
+	}
+	return db.submit(&op{
+		inserts: len(w.Inserts) > 0,
+		removes: w.Consume,
+		prepare: func(b *pebble.Batch) error {
+			// Check every insertion before writing anything: a part that
+			// fails must leave the batch untouched.
+			for _, in := range w.Inserts {
+				if in.Table.t.wdead {
+					return ErrNoSuchTable
+				}
+				if in.Table.t.wversion != in.Table.version {
+					return ErrTableChanged
+				}
+			}
+			for _, p := range parts {
+				if err := p(b); err != nil {
+					return err
+				}
+			}
+			for _, e := range w.Set {
+				_ = b.Set(auxKey(e.NS, e.Key), e.Value, nil)
+			}
+			for _, e := range w.Delete {
+				_ = b.Delete(auxKey(e.NS, e.Key), nil)
+			}
+			return nil
+		},
+		apply: func() {
+			for _, a := range applies {
+				a()
+			}
+		},
+	})
+}
