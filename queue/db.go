@@ -68,6 +68,7 @@ type DB struct {
 	wait     map[*waiter]struct{}     // every registered waiter; guarded by mu
 	names    map[string]*nameCounters // per table name, survive TRUNCATE; guarded by mu
 	reserved map[string]bool          // table names reserved for internal owners; guarded by mu
+	hooks    map[string]func([]byte)  // OnConsume hooks by table name; guarded by mu
 }
 
 type database struct {
@@ -160,6 +161,7 @@ func Open(dir string, opts *Options) (*DB, error) {
 		wait:      make(map[*waiter]struct{}),
 		names:     make(map[string]*nameCounters),
 		reserved:  make(map[string]bool),
+		hooks:     make(map[string]func([]byte)),
 	}
 	if o.NoSync {
 		db.writeOpts = pebble.NoSync

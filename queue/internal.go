@@ -30,6 +30,16 @@ func (db *DB) NewInternalOwner() *Owner { return &Owner{db: db, internal: true} 
 // mayTakeLocked reports whether owners of this kind may take rows of t.
 func (t *table) mayTakeLocked(internal bool) bool { return internal || !t.reserved }
 
+// OnConsume registers fn to be called with the payload of every row of
+// table dbname.name that a (non-internal) owner consumes, once the consume
+// is durable. fn runs on the consuming connection's goroutine: it must be
+// quick and must not call back into the DB. One function per table name.
+func (db *DB) OnConsume(dbname, name string, fn func(payload []byte)) {
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	db.hooks[nameKey(dbname, name)] = fn
+}
+
 // AuxEntry is a key and value of an internal user's own state, stored in
 // namespace NS next to the queues.
 type AuxEntry struct {

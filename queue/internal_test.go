@@ -16,6 +16,8 @@ func TestReservedAndApply(t *testing.T) {
 	db.Reserve(testDB, "incoming")
 	insert(t, db, in, "m1", "m2")
 
+	var consumed []string
+	db.OnConsume(testDB, "timed", func(p []byte) { consumed = append(consumed, string(p)) })
 	ext := db.NewOwner()
 	if idx := mustWait(t, ext, subs("incoming"), 0); idx != 0 {
 		t.Fatalf("an external owner got a row of a reserved table (%d)", idx)
@@ -48,6 +50,12 @@ func TestReservedAndApply(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkRows(t, "incoming after the move", scan(t, db.NewOwner(), in), row{2, "m2"})
+	if err := ext.End(); err != nil {
+		t.Fatal(err)
+	}
+	if len(consumed) != 1 || consumed[0] != "moved m1" {
+		t.Errorf("consume hook saw %q", consumed)
+	}
 
 	// Everything survives a restart, and the reservation is set again by its user.
 	if err := db.Close(); err != nil {
@@ -61,5 +69,6 @@ func TestReservedAndApply(t *testing.T) {
 	if len(got) != 1 || got[0] != "k2=v2" {
 		t.Errorf("aux after restart: %v", got)
 	}
-	checkRows(t, "timed after restart", scan(t, db.NewOwner(), lookup(t, db, "timed")), row{1, "moved m1"})
+	checkRows(t, "timed after restart (the moved row was consumed)", scan(t, db.NewOwner(), lookup(t, db, "timed")))
+	checkRows(t, "incoming after restart", scan(t, db.NewOwner(), lookup(t, db, "incoming")), row{2, "m2"})
 }

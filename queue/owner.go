@@ -123,8 +123,37 @@ func (o *Owner) consume() error {
 		return nil
 	}
 	o.row = nil
-	prepare, apply := o.db.consumePart(h)
-	return o.db.submit(&op{removes: true, prepare: prepare, apply: apply})
+	db := o.db
+	db.mu.Lock()
+	hook := db.hooks[nameKey(h.t.db, h.t.name)]
+	db.mu.Unlock()
+	var payload []byte
+	if hook != nil && !o.internal {
+		payload = db.get(h.t, h.rowid)
+	}
+	prepare, apply := db.consumePart(h)
+	if err := db.submit(&op{removes: true, prepare: prepare, apply: apply}); err != nil {
+		return err
+	}
+	if payload != nil {
+		hook(payload)
+	}
+	return nil
+}
+
+// get reads a row's payload (a copy), or nil.
+func (db *DB) get(t *table, rowid uint64) []byte {
+	db.readMu.RLock()
+	defer db.readMu.RUnlock()
+	if db.isClosed() {
+		return nil
+	}
+	v, closer, err := db.pdb.Get(rowKey(t.id, rowid))
+	if err != nil {
+		return nil
+	}
+	defer closer.Close()
+	return append([]byte(nil), v...)
 }
 
 // consumePart is the durable deletion of a held row, as part of an op.
