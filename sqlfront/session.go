@@ -29,6 +29,8 @@ type Config struct {
 	// Port and Hostname are reported as @@port and @@hostname.
 	Port     int
 	Hostname string
+	// ValveStatus, if set, answers SHOW VALVE STATUS (column names, rows).
+	ValveStatus func() ([]string, [][]any)
 	// Kill, if set, carries out KILL [QUERY] id for a session of user.
 	Kill func(ctx context.Context, id uint64, query bool, user string) error
 	// Logger; nil means slog.Default().
@@ -294,6 +296,13 @@ func (s *Session) preRoute(_ context.Context, sql string) (*Result, bool, error)
 			return &Result{Columns: textColumns("Type", "Name", "Status")}, true, nil
 		}
 		return &Result{Columns: textColumns("Type", "Name", "Status"), Rows: [][]any{{"QUEUE", "", s.eng.engineStatus()}}}, true, nil
+	}
+	if len(f) == 3 && f[0] == "show" && f[1] == "valve" && f[2] == "status" {
+		if s.eng.cfg.ValveStatus == nil {
+			return &Result{Columns: textColumns("Valve", "Destination")}, true, nil
+		}
+		cols, rows := s.eng.cfg.ValveStatus()
+		return &Result{Columns: textColumns(cols...), Rows: rows}, true, nil
 	}
 	return nil, false, nil
 }

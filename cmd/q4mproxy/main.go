@@ -21,6 +21,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -29,6 +30,7 @@ import (
 	"github.com/q4mproxy/q4mproxy/queue"
 	"github.com/q4mproxy/q4mproxy/server"
 	"github.com/q4mproxy/q4mproxy/sqlfront"
+	"github.com/q4mproxy/q4mproxy/valve"
 )
 
 // Version is set at build time with -ldflags "-X main.Version=...".
@@ -70,11 +72,16 @@ type Main struct {
 	ShutdownTimeout  time.Duration
 	HandshakeTimeout time.Duration
 	MaxAllowedPacket int64
+	ConfigFile       string
+	DefaultValve     bool
 
-	log      *slog.Logger
-	db       *queue.DB
-	srv      *server.Server
-	listener net.Listener
+	log        *slog.Logger
+	db         *queue.DB
+	srv        *server.Server
+	listener   net.Listener
+	valves     []*valve.Valve
+	stopValves context.CancelFunc
+	valvesDone chan struct{}
 }
 
 // NewMain returns a Main with the defaults.
@@ -108,6 +115,8 @@ func (m *Main) ParseFlags(args []string, out io.Writer) error {
 	fs.DurationVar(&m.ShutdownTimeout, "shutdown-timeout", m.ShutdownTimeout, "how long a graceful shutdown waits for busy connections")
 	fs.DurationVar(&m.HandshakeTimeout, "handshake-timeout", m.HandshakeTimeout, "how long a new connection may take to log in")
 	maxPacket := fs.String("max-allowed-packet", "64M", "largest packet (so: statement or row) a client may send: bytes, or with a K, M or G suffix")
+	fs.StringVar(&m.ConfigFile, "config", "", "TOML `file` configuring valves (Mvalve's throttling pipe run by the server); see README")
+	fs.BoolVar(&m.DefaultValve, "valve", false, "run one valve with Mvalve's defaults (tables q_emerg, q_timed, q_incoming, q_statslog in database test)")
 	version := fs.Bool("version", false, "print the version and exit")
 	fs.Usage = func() {
 		fmt.Fprintf(out, "Usage: q4mproxy [flags]\n\nA MySQL-protocol server emulating the Q4M queue engine.\n\nFlags:\n")
@@ -236,6 +245,7 @@ func (m *Main) Run(ctx context.Context) error {
 		Version:          version,
 		VersionComment:   "q4mproxy " + Version + " (Q4M emulation on Pebble)",
 		MaxAllowedPacket: m.MaxAllowedPacket,
+		ValveStatus:      m.valveStatus,
 		Port:             port,
 		Hostname:         hostname,
 		Kill:             srv.Kill,
@@ -243,6 +253,9 @@ func (m *Main) Run(ctx context.Context) error {
 	})
 	srv.SetEngine(eng)
 	m.srv = srv
+	if err := m.startValves(eng); err != nil {
+		return err
+	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(l) }()
 	m.log.Info("listening", "addr", l.Addr().String(), "data_dir", m.DataDir, "version", Version)
@@ -269,12 +282,75 @@ func (m *Main) Close() error {
 	} else if m.listener != nil {
 		_ = m.listener.Close()
 	}
+	if m.stopValves != nil {
+		m.stopValves()
+		<-m.valvesDone
+	}
 	if m.db != nil {
 		if err := m.db.Close(); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// startValves starts the configured valves; they stop in Close.
+func (m *Main) startValves(codec valve.Codec) error {
+	var settings []valve.Settings
+	if m.ConfigFile != "" {
+		cfg, err := valve.LoadConfig(m.ConfigFile)
+		if err != nil {
+			return err
+		}
+		settings = cfg.Valves
+	}
+	if m.DefaultValve {
+		settings = append(settings, valve.Defaults())
+	}
+	for _, s := range settings {
+		v, err := valve.New(m.db, codec, s, m.log)
+		if err != nil {
+			return err
+		}
+		m.valves = append(m.valves, v)
+	}
+	if len(m.valves) == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	m.stopValves, m.valvesDone = cancel, make(chan struct{})
+	var wg sync.WaitGroup
+	for _, v := range m.valves {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := v.Run(ctx); err != nil {
+				m.log.Error("valve failed", "valve", v.Name(), "err", err)
+			}
+		}()
+	}
+	go func() { wg.Wait(); close(m.valvesDone) }()
+	return nil
+}
+
+// valveStatus answers SHOW VALVE STATUS.
+func (m *Main) valveStatus() ([]string, [][]any) {
+	cols := []string{"Valve", "Destination", "Admitted", "Throttled", "Dropped", "Released", "Scheduled", "Next_release", "Bucket_fill", "Drop_until"}
+	var rows [][]any
+	stamp := func(t time.Time) any {
+		if t.IsZero() {
+			return nil
+		}
+		return t.Format("2006-01-02 15:04:05.000000")
+	}
+	for _, v := range m.valves {
+		for _, s := range v.Status() {
+			rows = append(rows, []any{s.Valve, s.Destination, strconv.FormatUint(s.Admitted, 10), strconv.FormatUint(s.Throttled, 10),
+				strconv.FormatUint(s.Dropped, 10), strconv.FormatUint(s.Released, 10), strconv.Itoa(s.Scheduled),
+				stamp(s.NextRelease), fmt.Sprintf("%d/%d", s.InWindow, s.MaxItems), stamp(s.DropUntil)})
+		}
+	}
+	return cols, rows
 }
 
 // loadOrCreateKey keeps the RSA key that caching_sha2_password uses over
