@@ -17,7 +17,13 @@ import (
 
 func newEngine(t *testing.T) *Engine {
 	t.Helper()
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	return newEngineFor(t, newEngineLogger())
+}
+
+func newEngineLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+func newEngineFor(t *testing.T, log *slog.Logger) *Engine {
+	t.Helper()
 	db, err := queue.Open("db", &queue.Options{FS: vfs.NewMem(), Logger: log, InitialDatabases: []string{"test"}})
 	if err != nil {
 		t.Fatal(err)
