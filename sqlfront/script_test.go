@@ -22,7 +22,7 @@ func newEngine(t *testing.T) *Engine {
 
 func newEngineLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
-func newEngineFor(t *testing.T, log *slog.Logger) *Engine {
+func newEngineFor(t testing.TB, log *slog.Logger) *Engine {
 	t.Helper()
 	db, err := queue.Open("db", &queue.Options{FS: vfs.NewMem(), Logger: log, InitialDatabases: []string{"test"}})
 	if err != nil {

@@ -1,0 +1,63 @@
+package sqlfront
+
+import (
+	"testing"
+)
+
+// Benchmarks of statements as clients send them (in-memory store).
+
+func BenchmarkInsertStatement(b *testing.B) {
+	e := newEngineFor(b, newEngineLogger())
+	s := e.NewSession(1, "root", "127.0.0.1")
+	_ = s.UseDB("test")
+	if _, err := s.Exec(b.Context(), mk); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := s.Exec(b.Context(), "INSERT INTO q (v1, v2) VALUES ('7', 'a message of about one hundred bytes, as a producer of a queue would send it over DBI....')"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkConsumeStatement is the one-statement consume form on a backlog.
+func BenchmarkConsumeStatement(b *testing.B) {
+	e := newEngineFor(b, newEngineLogger())
+	s := e.NewSession(1, "root", "127.0.0.1")
+	_ = s.UseDB("test")
+	if _, err := s.Exec(b.Context(), mk); err != nil {
+		b.Fatal(err)
+	}
+	refill := func() {
+		for range 10 {
+			if _, err := s.Exec(b.Context(), "INSERT INTO q VALUES (1,'x'),(2,'x'),(3,'x'),(4,'x'),(5,'x'),(6,'x'),(7,'x'),(8,'x'),(9,'x'),(10,'x')"); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	refill()
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		if i%100 == 99 {
+			b.StopTimer()
+			refill()
+			b.StartTimer()
+		}
+		r, err := s.Exec(b.Context(), "SELECT * FROM q WHERE queue_wait('q', 0)")
+		if err != nil || len(r.Rows) != 1 {
+			b.Fatalf("%v %v", r, err)
+		}
+	}
+}
+
+func BenchmarkParse(b *testing.B) {
+	e := newEngineFor(b, newEngineLogger())
+	s := e.NewSession(1, "root", "127.0.0.1")
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := s.parseOne("SELECT queue_wait('q_emerg','q_timed:ready<171234567812345','q_incoming','60')"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
