@@ -94,7 +94,7 @@ func BenchmarkConsume(b *testing.B) {
 
 type benchFilter struct{}
 
-func (benchFilter) Key() string          { return "last byte is 1" }
+func (benchFilter) Key() string         { return "last byte is 1" }
 func (benchFilter) Match(p []byte) bool { return len(p) > 0 && p[len(p)-1] == 1 }
 
 // BenchmarkFilterWait is a conditional wait on a table where one row in
