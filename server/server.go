@@ -39,6 +39,9 @@ type Config struct {
 	// MaxAllowedPacket bounds what a client may send in one packet (1153
 	// and the connection is closed beyond it). Zero means 64 MB.
 	MaxAllowedPacket int64
+	// MaxConnections bounds the open connections; one more gets ERROR 1040.
+	// Zero means 151 (MySQL's default).
+	MaxConnections int
 	// Logger; nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -55,6 +58,7 @@ type Server struct {
 
 	shutting atomic.Bool
 	wg       sync.WaitGroup
+	open     atomic.Int64 // connections being served
 
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
@@ -69,6 +73,9 @@ func New(eng *sqlfront.Engine, cfg Config) *Server {
 	}
 	if cfg.HandshakeTimeout == 0 {
 		cfg.HandshakeTimeout = 10 * time.Second
+	}
+	if cfg.MaxConnections == 0 {
+		cfg.MaxConnections = 151
 	}
 	if cfg.MaxAllowedPacket == 0 {
 		cfg.MaxAllowedPacket = 64 << 20
@@ -116,8 +123,25 @@ func (s *Server) Serve(l net.Listener) error {
 		}
 		delay = 0
 		s.wg.Add(1)
+		if s.open.Add(1) > int64(s.cfg.MaxConnections) {
+			go s.refuse(c)
+			continue
+		}
 		go s.handle(c)
 	}
+}
+
+// refuse answers a connection over --max-connections with ERROR 1040 in
+// place of the greeting, as MySQL does, and closes it.
+func (s *Server) refuse(c net.Conn) {
+	defer s.wg.Done()
+	defer s.open.Add(-1)
+	msg := "Too many connections"
+	payload := append([]byte{0xff, 0x10, 0x04, '#'}, "08004"+msg...) // 1040 = 0x0410
+	_ = c.SetWriteDeadline(time.Now().Add(time.Second))
+	_, _ = c.Write(append([]byte{byte(len(payload)), byte(len(payload) >> 8), byte(len(payload) >> 16), 0}, payload...))
+	_ = c.Close()
+	s.log.Warn("connection refused: too many connections", "remote", c.RemoteAddr().String(), "max_connections", s.cfg.MaxConnections)
 }
 
 func errTemporary(err error) error {
@@ -140,6 +164,7 @@ type conn struct {
 
 func (s *Server) handle(raw net.Conn) {
 	defer s.wg.Done()
+	defer s.open.Add(-1)
 	log := s.log.With("remote", raw.RemoteAddr().String())
 	defer func() {
 		if r := recover(); r != nil {
@@ -182,14 +207,24 @@ func (s *Server) handle(raw net.Conn) {
 	}()
 	h.log.Debug("connected")
 	h.syncStatus()
+	var lastErr error
+	var idleDeadline time.Time
 	for !s.shutting.Load() && ctx.Err() == nil {
+		// An idle client is disconnected after wait_timeout, as by MySQL;
+		// its owned row goes back to the queue.
+		idleDeadline = time.Now().Add(sess.WaitTimeout())
+		_ = raw.SetReadDeadline(idleDeadline)
 		err := mc.HandleCommand()
 		if ferr := wc.Flush(); ferr != nil && err == nil {
 			err = ferr
 		}
 		if err != nil || mc.Closed() {
+			lastErr = err
 			break
 		}
+	}
+	if lastErr != nil && !idleDeadline.IsZero() && !time.Now().Before(idleDeadline) && !s.shutting.Load() && ctx.Err() == nil {
+		h.log.Info("idle connection closed after wait_timeout", "wait_timeout", sess.WaitTimeout())
 	}
 	_ = raw.Close() // go-mysql may already have closed and dropped its conn
 	if sess.Close() {

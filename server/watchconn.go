@@ -202,6 +202,7 @@ func (w *watchConn) startWatch(cancel context.CancelCauseFunc) {
 	}
 	w.watching = true
 	w.watchDone = make(chan struct{})
+	_ = w.Conn.SetReadDeadline(time.Time{}) // a statement is running: the idle timeout does not apply
 	go func() {
 		defer close(w.watchDone)
 		var b [1]byte

@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 	"unsafe"
 
 	"github.com/pingcap/tidb/pkg/parser"
@@ -106,6 +107,17 @@ func (s *Session) SetUser(user, host string) { s.user, s.host = user, host }
 
 // Database returns the current database ("" if none).
 func (s *Session) Database() string { return s.db }
+
+// WaitTimeout is how long the connection may stay idle (@@wait_timeout,
+// which SET SESSION wait_timeout changes).
+func (s *Session) WaitTimeout() time.Duration {
+	v, _ := s.sysVarValue("wait_timeout")
+	n := coerceInt(v)
+	if n <= 0 {
+		n = 28800
+	}
+	return time.Duration(min(n, 31536000)) * time.Second
+}
 
 // AutoCommit reports the session's autocommit setting.
 func (s *Session) AutoCommit() bool { return s.autocommit }

@@ -72,6 +72,7 @@ type Main struct {
 	ShutdownTimeout  time.Duration
 	HandshakeTimeout time.Duration
 	MaxAllowedPacket int64
+	MaxConnections   int
 	ConfigFile       string
 	DefaultValve     bool
 
@@ -97,6 +98,7 @@ func NewMain() *Main {
 		ShutdownTimeout:  10 * time.Second,
 		HandshakeTimeout: 10 * time.Second,
 		MaxAllowedPacket: 64 << 20,
+		MaxConnections:   151,
 	}
 }
 
@@ -114,6 +116,7 @@ func (m *Main) ParseFlags(args []string, out io.Writer) error {
 	fs.StringVar(&m.DefaultAuth, "default-auth", m.DefaultAuth, "auth plugin proposed in the handshake: mysql_native_password or caching_sha2_password")
 	fs.DurationVar(&m.ShutdownTimeout, "shutdown-timeout", m.ShutdownTimeout, "how long a graceful shutdown waits for busy connections")
 	fs.DurationVar(&m.HandshakeTimeout, "handshake-timeout", m.HandshakeTimeout, "how long a new connection may take to log in")
+	fs.IntVar(&m.MaxConnections, "max-connections", m.MaxConnections, "most connections served at once; one more gets ERROR 1040")
 	maxPacket := fs.String("max-allowed-packet", "64M", "largest packet (so: statement or row) a client may send: bytes, or with a K, M or G suffix")
 	fs.StringVar(&m.ConfigFile, "config", "", "TOML `file` configuring valves (Mvalve's throttling pipe run by the server); see README")
 	fs.BoolVar(&m.DefaultValve, "valve", false, "run one valve with Mvalve's defaults (tables q_emerg, q_timed, q_incoming, q_statslog in database test)")
@@ -131,6 +134,9 @@ func (m *Main) ParseFlags(args []string, out io.Writer) error {
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
+	}
+	if m.MaxConnections < 1 {
+		return fmt.Errorf("--max-connections must be at least 1")
 	}
 	n, err := parseSize(*maxPacket)
 	if err != nil || n < 1024 || n > 1<<30 {
@@ -239,6 +245,7 @@ func (m *Main) Run(ctx context.Context) error {
 		RSAKey:           key,
 		HandshakeTimeout: m.HandshakeTimeout,
 		MaxAllowedPacket: m.MaxAllowedPacket,
+		MaxConnections:   m.MaxConnections,
 		Logger:           m.log,
 	})
 	eng := sqlfront.NewEngine(db, sqlfront.Config{
