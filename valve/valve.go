@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -370,7 +371,26 @@ func (v *Valve) load() error {
 	if len(v.sched) > 0 {
 		v.log.Info("schedule restored", "messages", len(v.sched))
 	}
-	return err
+	if err != nil {
+		return err
+	}
+	// Releases that fell due while the server was down go out now; the
+	// ones after them move so that the limit holds from now on.
+	nowUS := v.now().UnixMicro()
+	var w queue.Write
+	for _, d := range v.dests {
+		overdue := false
+		for _, e := range v.sched {
+			overdue = overdue || e.Dest == d.name && e.Due < nowUS
+		}
+		if overdue {
+			v.replanLocked(d, nowUS, &w)
+		}
+	}
+	if len(w.Set)+len(w.Delete) > 0 {
+		return v.db.NewInternalOwner().Apply(w)
+	}
+	return nil
 }
 
 // scheduler releases scheduled messages at their due time.
@@ -420,17 +440,81 @@ func (v *Valve) releaseDue() error {
 			}
 			w.Inserts = []queue.Insertion{{Table: timed, Rows: [][]byte{e.Row}}}
 		}
+		heap.Pop(&v.sched)
+		if nowUS-e.Due > lateUS && e.Row != nil {
+			// Released late (a restart, a busy machine): the release log
+			// records when it really went out, and the destination's later
+			// releases move if they would now break the limit.
+			removeOne(&d.releases, e.Due)
+			insertSorted(&d.releases, nowUS)
+			v.replanLocked(d, nowUS, &w)
+		}
 		if err := v.writer.Apply(w); err != nil {
+			heap.Push(&v.sched, e) // still in the store: retried
 			if errors.Is(err, queue.ErrTableChanged) {
 				return fmt.Errorf("the timed table was altered; scheduled rows no longer fit it: %w", err)
 			}
 			return err
 		}
-		heap.Pop(&v.sched)
 		d.pending--
 		d.released++
 	}
 	return nil
+}
+
+// lateUS is how late (µs) a release may go out before the destination's
+// later releases are re-timed.
+const lateUS = 1000
+
+// replanLocked re-times the scheduled releases of d from now on: each
+// keeps its time if the limit still allows it, or moves to the earliest
+// time that does, in order. The changes go into w. In faithful mode rows
+// are already in the timed table with their ready time, so nothing moves.
+func (v *Valve) replanLocked(d *dest, nowUS int64, w *queue.Write) {
+	if v.cfg.Release == "faithful" {
+		return
+	}
+	var mine []*entry
+	for _, e := range v.sched {
+		if e.Dest == d.name {
+			mine = append(mine, e)
+		}
+	}
+	sort.Slice(mine, func(i, j int) bool {
+		return mine[i].Due < mine[j].Due || mine[i].Due == mine[j].Due && mine[i].Seq < mine[j].Seq
+	})
+	for _, e := range mine {
+		removeOne(&d.releases, e.Due) // keep only releases that happened
+	}
+	maxItems, interval := v.cfg.limits(d.name)
+	moved := false
+	for _, e := range mine {
+		t := max(d.nextRelease(nowUS, maxItems, interval.Microseconds()), e.Due)
+		d.releases = append(d.releases, t)
+		if t == e.Due {
+			continue
+		}
+		w.Delete = append(w.Delete, queue.AuxEntry{NS: v.ns, Key: e.key()})
+		e.Due = t
+		eb, _ := json.Marshal(e)
+		w.Set = append(w.Set, queue.AuxEntry{NS: v.ns, Key: e.key(), Value: eb})
+		moved = true
+	}
+	if moved {
+		heap.Init(&v.sched)
+	}
+	w.Set = append(w.Set, v.stateEntry(d))
+}
+
+func removeOne(s *[]int64, x int64) {
+	if i, ok := slices.BinarySearch(*s, x); ok {
+		*s = slices.Delete(*s, i, i+1)
+	}
+}
+
+func insertSorted(s *[]int64, x int64) {
+	i, _ := slices.BinarySearch(*s, x)
+	*s = slices.Insert(*s, i, x)
 }
 
 // emergencyConsumed returns the hook that opens a destination's drop
