@@ -22,7 +22,11 @@ type Settings struct {
 	NormalTables    []string `toml:"normal_tables"`
 	// StatslogTable receives 'throttle' rows as Mvalve's Reader writes
 	// them; "-" turns the log off. A missing table is skipped.
-	StatslogTable   string  `toml:"statslog_table"`
+	StatslogTable string `toml:"statslog_table"`
+	// LogDequeue also writes a 'dequeue' row when a connection consumes a
+	// message from the timed table (for consumers that do not log, unlike
+	// Mvalve's Reader with a logger, which logs its own).
+	LogDequeue      bool    `toml:"log_dequeue"`
 	MaxItems        int     `toml:"max_items"`
 	Interval        float64 `toml:"interval"` // seconds
 	StrictInterval  bool    `toml:"strict_interval"`

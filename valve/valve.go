@@ -124,6 +124,9 @@ func (v *Valve) Run(ctx context.Context) error {
 			v.db.OnConsume(v.cfg.Database, t, v.emergencyConsumed(t))
 		}
 	}
+	if v.cfg.LogDequeue && v.cfg.StatslogTable != "-" {
+		v.db.OnConsume(v.cfg.Database, v.cfg.TimedTable, v.timedConsumed)
+	}
 	if err := v.load(); err != nil {
 		return err
 	}
@@ -548,6 +551,34 @@ func (v *Valve) emergencyConsumed(table string) func([]byte) {
 			}()
 		}
 	}
+}
+
+// timedConsumed writes a 'dequeue' row for a message consumed from the
+// timed table (log_dequeue).
+func (v *Valve) timedConsumed(payload []byte) {
+	t, err := v.db.Table(v.cfg.Database, v.cfg.TimedTable)
+	if err != nil {
+		return
+	}
+	row, err := v.codec.DecodeNamed(t, payload)
+	if err != nil {
+		return
+	}
+	name, _ := row["destination"].(string)
+	now := v.now()
+	go func() { // the hook runs on the consumer's goroutine: write off it
+		_, statslog, err := v.tables()
+		if err != nil || statslog == nil {
+			return
+		}
+		lr, err := v.codec.EncodeNamed(*statslog, map[string]any{"action": "dequeue", "destination": name, "logged_on": now})
+		if err != nil {
+			return
+		}
+		if err := v.db.NewInternalOwner().Apply(queue.Write{Inserts: []queue.Insertion{{Table: *statslog, Rows: [][]byte{lr}}}}); err != nil {
+			v.log.Warn("cannot log a dequeue", "err", err)
+		}
+	}()
 }
 
 // Status is one row of SHOW VALVE STATUS.
