@@ -254,6 +254,9 @@ func (db *DB) scanFilter(t *table, f Filter) (item, bool, error) {
 		}
 		c := t.cursorLocked(f.Key())
 		from, seq := c.pos+1, t.releaseSeq
+		if lo, ok := t.free.Min(); ok && lo.rowid > from {
+			from = lo.rowid // rows below the oldest free one are gone: do not walk their tombstones
+		}
 		recheck := slices.Clone(c.recheck)
 		hiItem, any := t.free.Max()
 		if t.dead || !any || (hiItem.rowid < from && len(recheck) == 0) {
