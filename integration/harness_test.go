@@ -22,6 +22,21 @@ import (
 
 var binPath string
 
+// fastBin is a build without the race detector, for the tests that move a
+// lot of data (everything else runs the race-enabled build when the tests
+// do). Built on first use.
+var fastBin = sync.OnceValues(func() (string, error) {
+	if !raceEnabled {
+		return binPath, nil
+	}
+	p := binPath + "-norace"
+	out, err := exec.Command("go", "build", "-o", p, "../cmd/q4mproxy").CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("building q4mproxy without -race: %v\n%s", err, out)
+	}
+	return p, nil
+})
+
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "q4mproxy-it-")
 	if err != nil {
@@ -47,6 +62,7 @@ func TestMain(m *testing.M) {
 // server is a running q4mproxy process.
 type server struct {
 	t       testing.TB
+	bin     string // the binary to run; binPath unless set
 	dataDir string
 	extra   []string
 	addr    string
@@ -104,7 +120,23 @@ func (l *logBuf) waitFor(timeout time.Duration, match func(string) bool) (string
 // startServer starts q4mproxy on a free port with a fresh data directory.
 func startServer(t testing.TB, extra ...string) *server {
 	t.Helper()
-	s := &server{t: t, dataDir: t.TempDir(), extra: extra}
+	return startServerBin(t, binPath, extra...)
+}
+
+// startFastServer is startServer with the build without the race detector,
+// for tests that move a lot of data.
+func startFastServer(t testing.TB, extra ...string) *server {
+	t.Helper()
+	bin, err := fastBin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return startServerBin(t, bin, extra...)
+}
+
+func startServerBin(t testing.TB, bin string, extra ...string) *server {
+	t.Helper()
+	s := &server{t: t, bin: bin, dataDir: t.TempDir(), extra: extra}
 	s.start()
 	t.Cleanup(func() {
 		if s.cmd != nil {
@@ -120,7 +152,11 @@ func startServer(t testing.TB, extra ...string) *server {
 func (s *server) start() {
 	s.t.Helper()
 	args := append([]string{"--listen", "127.0.0.1:0", "--data-dir", s.dataDir, "--log-format", "json"}, s.extra...)
-	cmd := exec.Command(binPath, args...)
+	bin := s.bin
+	if bin == "" {
+		bin = binPath
+	}
+	cmd := exec.Command(bin, args...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		s.t.Fatal(err)

@@ -11,8 +11,16 @@ import (
 // messages share the process's log handler.
 type pebbleLogger struct{ l *slog.Logger }
 
+// Infof logs Pebble's information at Debug level, except what recovery
+// did with the write-ahead log at startup, which an operator should see
+// (a torn tail after a crash is dropped there).
 func (p pebbleLogger) Infof(format string, args ...any) {
-	p.l.Debug(strings.TrimSpace(fmt.Sprintf(format, args...)))
+	msg := strings.TrimSpace(fmt.Sprintf(format, args...))
+	if strings.Contains(msg, "WAL") && (strings.Contains(msg, "replay") || strings.Contains(msg, "stopped reading")) {
+		p.l.Info("store recovery: " + msg)
+		return
+	}
+	p.l.Debug(msg)
 }
 
 func (p pebbleLogger) Errorf(format string, args ...any) {

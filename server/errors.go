@@ -48,6 +48,8 @@ var sqlStates = map[uint16]string{
 	1317: "70100",
 	1053: "08S01",
 	1030: "HY000",
+	3159: "HY000",
+	1040: "08004",
 }
 
 func newError(code uint16, msg string) *mysql.MyError {

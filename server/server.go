@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -34,6 +35,10 @@ type Config struct {
 	// RSAKey serves caching_sha2_password's full authentication over
 	// plaintext connections (clients fetch the public key).
 	RSAKey *rsa.PrivateKey
+	// TLS, if set, is offered to clients (CLIENT_SSL).
+	TLS *tls.Config
+	// RequireSecureTransport refuses logins over plaintext (ERROR 3159).
+	RequireSecureTransport bool
 	// HandshakeTimeout bounds the connection phase. Zero means 10 s.
 	HandshakeTimeout time.Duration
 	// MaxAllowedPacket bounds what a client may send in one packet (1153
@@ -87,7 +92,7 @@ func New(eng *sqlfront.Engine, cfg Config) *Server {
 		eng: eng,
 		cfg: cfg,
 		log: cfg.Logger.With("component", "server"),
-		mysrv: gms.NewServerWithAuth(cfg.Version, mysql.DEFAULT_COLLATION_ID, cfg.DefaultAuth, cfg.RSAKey, nil,
+		mysrv: gms.NewServerWithAuth(cfg.Version, mysql.DEFAULT_COLLATION_ID, cfg.DefaultAuth, cfg.RSAKey, cfg.TLS,
 			&authProvider{users: cfg.Users}),
 		listeners: map[net.Listener]struct{}{},
 		conns:     map[uint32]*conn{},
@@ -214,7 +219,7 @@ func (s *Server) handle(raw net.Conn) {
 		// its owned row goes back to the queue.
 		idleDeadline = time.Now().Add(sess.WaitTimeout())
 		_ = raw.SetReadDeadline(idleDeadline)
-		err := mc.HandleCommand()
+		err := handleCommand(mc, wc)
 		if ferr := wc.Flush(); ferr != nil && err == nil {
 			err = ferr
 		}
@@ -246,6 +251,24 @@ func (s *Server) running() bool {
 		}
 	}
 	return false
+}
+
+// handleCommand runs one command. An empty command packet makes go-mysql
+// panic before it dispatches anything; it is answered as MySQL answers it
+// (1047, Unknown command) and the connection goes on. Any other panic
+// propagates (and closes the connection).
+func handleCommand(mc *gms.Conn, wc *watchConn) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			if !wc.limit.empty {
+				panic(r)
+			}
+			wc.limit.empty = false
+			err = mc.WriteValue(newError(mysql.ER_UNKNOWN_COM_ERROR, "Unknown command"))
+			mc.ResetSequence()
+		}
+	}()
+	return mc.HandleCommand()
 }
 
 // Kill carries out KILL [QUERY] id on behalf of user.
@@ -326,6 +349,12 @@ func (a *authHandler) GetCredential(user string) (gms.Credential, bool, error) {
 		pw = unguessable
 	}
 	plugin := a.srv.cfg.DefaultAuth
+	if a.wc.tlsRequested() {
+		// The handshake response is encrypted, so the client's plugin is not
+		// known; every TLS-capable client speaks caching_sha2_password,
+		// which sends the password in clear over TLS.
+		plugin = mysql.AUTH_CACHING_SHA2_PASSWORD
+	}
 	switch p := a.wc.clientPlugin(); p {
 	case mysql.AUTH_NATIVE_PASSWORD:
 		plugin = p
@@ -363,6 +392,12 @@ func (p *authProvider) Authenticate(c *gms.Conn, plugin string, data []byte) err
 // OnAuthSuccess runs before the handshake's OK packet: set the autocommit
 // status flag a new session has, as MySQL does.
 func (a *authHandler) OnAuthSuccess(c *gms.Conn) error {
+	if a.srv.cfg.RequireSecureTransport {
+		if _, secure := c.Conn.Conn.(*tls.Conn); !secure {
+			a.log.Warn("login refused: plaintext connection while secure transport is required", "user", c.GetUser())
+			return newError(3159, "Connections using insecure transport are prohibited while --require_secure_transport=ON.")
+		}
+	}
 	c.SetStatus(mysql.SERVER_STATUS_AUTOCOMMIT)
 	return nil
 }

@@ -103,10 +103,27 @@ func (w *watchConn) Read(p []byte) (int, error) {
 			l := int(w.first[0]) | int(w.first[1])<<8 | int(w.first[2])<<16
 			if len(w.first) >= 4+l {
 				w.firstDone = true
+				if w.tlsRequested() {
+					// What follows is TLS records: packet headers cannot be
+					// followed below them, so max_allowed_packet is not
+					// enforced here on TLS connections.
+					w.limit.max = 0
+				}
 			}
 		}
 	}
 	return n, err
+}
+
+// tlsRequested reports whether the client's first packet was an SSL
+// request (CLIENT_SSL set in a 32-byte handshake response).
+func (w *watchConn) tlsRequested() bool {
+	if !w.firstDone || len(w.first) < 8 {
+		return false
+	}
+	l := int(w.first[0]) | int(w.first[1])<<8 | int(w.first[2])<<16
+	const clientSSL = 0x800
+	return l == 32 && w.first[4+1]&(clientSSL>>8) != 0
 }
 
 // clientPlugin returns the auth plugin named in the client's handshake
@@ -139,6 +156,9 @@ func (w *watchConn) clientPlugin() string {
 			return ""
 		}
 		n, k := lenencInt(pkt[pos:])
+		if n > uint64(len(pkt)) {
+			return ""
+		}
 		pos += k + int(n)
 	case capab&clientSecureConn != 0:
 		if pos >= len(pkt) {
@@ -260,6 +280,7 @@ type packetLimit struct {
 	remain int   // payload bytes left in the current chunk
 	chunk  int   // size of the current chunk
 	total  int64 // size of the logical packet so far
+	empty  bool  // the last packet read was empty (go-mysql cannot dispatch it)
 }
 
 // errPacketTooLarge ends a connection that sent a packet over the limit.
@@ -289,6 +310,7 @@ func (l *packetLimit) feed(b []byte) (bool, byte) {
 		l.hn = 0
 		l.chunk = int(l.hdr[0]) | int(l.hdr[1])<<8 | int(l.hdr[2])<<16
 		l.remain = l.chunk
+		l.empty = l.chunk == 0 && l.total == 0
 		l.total += int64(l.chunk)
 		if l.max > 0 && l.total > l.max {
 			over = true

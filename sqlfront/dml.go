@@ -154,6 +154,16 @@ func (s *Session) delete(ctx context.Context, del *ast.DeleteStmt, params []any)
 	if err != nil {
 		return nil, err
 	}
+	if err := checkColumns(sch, del.Where, "where clause"); err != nil {
+		return nil, err
+	}
+	if del.Order != nil {
+		for _, it := range del.Order.Items {
+			if err := checkColumns(sch, it.Expr, "order clause"); err != nil {
+				return nil, err
+			}
+		}
+	}
 	env := &evalEnv{ctx: ctx, s: s, params: params, sch: sch, clause: "where clause"}
 	type cand struct {
 		rowid uint64
@@ -216,6 +226,9 @@ func (s *Session) update(ctx context.Context, up *ast.UpdateStmt, params []any) 
 		if i, _ := sch.column(a.Column.Name.O); i < 0 {
 			return nil, errorf(ErrCodeBadField, "Unknown column '%s' in 'field list'", a.Column.Name.O)
 		}
+	}
+	if err := checkColumns(sch, up.Where, "where clause"); err != nil {
+		return nil, err
 	}
 	env := &evalEnv{ctx: ctx, s: s, params: params, sch: sch, clause: "where clause"}
 	matched := false

@@ -43,6 +43,23 @@ func (s *Session) selectStmt(ctx context.Context, sel *ast.SelectStmt, params []
 	}
 	env := &evalEnv{ctx: ctx, s: s, params: params, sch: src.sch}
 	where := sel.Where
+	if err := checkColumns(src.sch, sel.Where, "where clause"); err != nil {
+		return nil, err
+	}
+	if sel.OrderBy != nil {
+		for _, it := range sel.OrderBy.Items {
+			if err := checkColumns(src.sch, it.Expr, "order clause"); err != nil {
+				return nil, err
+			}
+		}
+	}
+	for _, f := range sel.Fields.Fields {
+		if f.Expr != nil {
+			if err := checkColumns(src.sch, f.Expr, "field list"); err != nil {
+				return nil, err
+			}
+		}
+	}
 
 	// The one-statement consume form of MySQL 5.1/5.5:
 	// SELECT ... FROM t WHERE queue_wait('t'). queue_wait runs first, once;
@@ -199,6 +216,37 @@ func (s *Session) scan(t queue.Table, sch *tableSchema, fn func(rowid uint64, ro
 	}
 	return err
 }
+
+// checkColumns reports the first column n refers to that the table lacks,
+// as MySQL does before reading any row.
+func checkColumns(sch *tableSchema, n ast.Node, clause string) error {
+	if n == nil {
+		return nil
+	}
+	v := &columnFinder{}
+	n.Accept(v)
+	for _, c := range v.cols {
+		if i, _ := sch.column(c.Name.O); i < 0 {
+			name := c.Name.O
+			if c.Table.O != "" {
+				name = c.Table.O + "." + name
+			}
+			return errorf(ErrCodeBadField, "Unknown column '%s' in '%s'", name, clause)
+		}
+	}
+	return nil
+}
+
+type columnFinder struct{ cols []*ast.ColumnName }
+
+func (v *columnFinder) Enter(n ast.Node) (ast.Node, bool) {
+	if c, ok := n.(*ast.ColumnNameExpr); ok {
+		v.cols = append(v.cols, c.Name)
+	}
+	return n, false
+}
+
+func (v *columnFinder) Leave(n ast.Node) (ast.Node, bool) { return n, true }
 
 // scanWhere calls fn for each row the session can see that satisfies where
 // (nil: every row), in rowid order. fn returns false to stop; an error from

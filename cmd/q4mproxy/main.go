@@ -8,6 +8,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
@@ -75,6 +76,9 @@ type Main struct {
 	MaxConnections   int
 	ConfigFile       string
 	DefaultValve     bool
+	UsersFile        string
+	TLSCert, TLSKey  string
+	RequireSecure    bool
 
 	log        *slog.Logger
 	db         *queue.DB
@@ -118,6 +122,10 @@ func (m *Main) ParseFlags(args []string, out io.Writer) error {
 	fs.DurationVar(&m.HandshakeTimeout, "handshake-timeout", m.HandshakeTimeout, "how long a new connection may take to log in")
 	fs.IntVar(&m.MaxConnections, "max-connections", m.MaxConnections, "most connections served at once; one more gets ERROR 1040")
 	maxPacket := fs.String("max-allowed-packet", "64M", "largest packet (so: statement or row) a client may send: bytes, or with a K, M or G suffix")
+	fs.StringVar(&m.UsersFile, "users-file", "", "`file` of further users, one \"name:password\" per line (# comments); keep it private (mode 0600)")
+	fs.StringVar(&m.TLSCert, "tls-cert", "", "TLS certificate `file` (PEM); with --tls-key, clients may use TLS")
+	fs.StringVar(&m.TLSKey, "tls-key", "", "TLS private key `file` (PEM)")
+	fs.BoolVar(&m.RequireSecure, "require-secure-transport", false, "refuse logins over plaintext connections (needs --tls-cert)")
 	fs.StringVar(&m.ConfigFile, "config", "", "TOML `file` configuring valves (Mvalve's throttling pipe run by the server); see README")
 	fs.BoolVar(&m.DefaultValve, "valve", false, "run one valve with Mvalve's defaults (tables q_emerg, q_timed, q_incoming, q_statslog in database test)")
 	version := fs.Bool("version", false, "print the version and exit")
@@ -134,6 +142,12 @@ func (m *Main) ParseFlags(args []string, out io.Writer) error {
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
+	}
+	if (m.TLSCert == "") != (m.TLSKey == "") {
+		return fmt.Errorf("--tls-cert and --tls-key go together")
+	}
+	if m.RequireSecure && m.TLSCert == "" {
+		return fmt.Errorf("--require-secure-transport needs --tls-cert and --tls-key")
 	}
 	if m.MaxConnections < 1 {
 		return fmt.Errorf("--max-connections must be at least 1")
@@ -174,10 +188,43 @@ func (m *Main) ParseFlags(args []string, out io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("--listen: %w", err)
 	}
+	users, err := m.users()
+	if err != nil {
+		return err
+	}
+	for u, pw := range users {
+		if pw == "" && !isLoopback(host) {
+			return fmt.Errorf("refusing to listen on %s with user %q without a password: set --password or Q4MPROXY_PASSWORD, and passwords in --users-file", m.Listen, u)
+		}
+	}
 	if m.Password == "" && !isLoopback(host) {
 		return fmt.Errorf("refusing to listen on %s without a password: set --password or Q4MPROXY_PASSWORD", m.Listen)
 	}
 	return nil
+}
+
+// users returns --user/--password and the users of --users-file.
+func (m *Main) users() (map[string]string, error) {
+	users := map[string]string{m.User: m.Password}
+	if m.UsersFile == "" {
+		return users, nil
+	}
+	b, err := os.ReadFile(m.UsersFile)
+	if err != nil {
+		return nil, err
+	}
+	for i, line := range strings.Split(string(b), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		name, pw, ok := strings.Cut(line, ":")
+		if !ok || name == "" {
+			return nil, fmt.Errorf("%s:%d: want name:password", m.UsersFile, i+1)
+		}
+		users[name] = pw
+	}
+	return users, nil
 }
 
 // parseSize parses "65536", "64K", "64M" or "1G".
@@ -238,15 +285,29 @@ func (m *Main) Run(ctx context.Context) error {
 	port := l.Addr().(*net.TCPAddr).Port
 	hostname, _ := os.Hostname()
 	version := "5.7.99-q4mproxy-" + Version
+	users, err := m.users()
+	if err != nil {
+		return err
+	}
+	var tlsConfig *tls.Config
+	if m.TLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(m.TLSCert, m.TLSKey)
+		if err != nil {
+			return fmt.Errorf("TLS: %w", err)
+		}
+		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
 	srv := server.New(nil, server.Config{
-		Version:          version,
-		Users:            map[string]string{m.User: m.Password},
-		DefaultAuth:      m.DefaultAuth,
-		RSAKey:           key,
-		HandshakeTimeout: m.HandshakeTimeout,
-		MaxAllowedPacket: m.MaxAllowedPacket,
-		MaxConnections:   m.MaxConnections,
-		Logger:           m.log,
+		Version:                version,
+		Users:                  users,
+		TLS:                    tlsConfig,
+		RequireSecureTransport: m.RequireSecure,
+		DefaultAuth:            m.DefaultAuth,
+		RSAKey:                 key,
+		HandshakeTimeout:       m.HandshakeTimeout,
+		MaxAllowedPacket:       m.MaxAllowedPacket,
+		MaxConnections:         m.MaxConnections,
+		Logger:                 m.log,
 	})
 	eng := sqlfront.NewEngine(db, sqlfront.Config{
 		Version:          version,

@@ -1,8 +1,8 @@
 #!/usr/bin/env perl
 # Conditions on an INT column declared after a MEDIUMBLOB (Q4M's
 # 04-blob-cond): rowids (1, then i+2, ...) that stay stable across
-# queue_compact, BC_ROWS + BC_ROWS rows of 16 KB (Q4M: 2000 + 2000; the
-# default here is smaller, see below) consumed in order with the right
+# queue_compact, BC_ROWS + BC_ROWS rows of 16 KB (default 2000 + 2000, as
+# Q4M's) consumed in order with the right
 # rowids, 'id>=0' versus 'id>=-1', and queue_stats: its nine lines in order
 # and format, and values that add up.
 use strict;
@@ -19,7 +19,7 @@ my $SIZE = 16384;      # bytes per blob
 # fall on INSERT boundaries. The default is kept small because each
 # conditional wait costs time in proportion to the rows consumed since the
 # last compaction (see the report in q4m_surface_test.go).
-my $M = $ENV{BC_ROWS} || 240;
+my $M = $ENV{BC_ROWS} || 2000;
 die "BC_ROWS must be a multiple of " . 4 * $BATCH . "\n" if $M % (4 * $BATCH);
 my $dbh = connect_db();
 my $other = connect_db();
