@@ -29,3 +29,11 @@ fi
 export Q4MPROXY_REQUIRE_CLIENTS=1 # a missing client fails its tests instead of skipping them
 go vet ./...
 go test -race -count=1 -timeout 30m "$@" ./...
+
+# Each fuzzer briefly (longer: FUZZTIME=5m ./test.sh). Their seed corpora
+# also run as ordinary tests above.
+if [ $# -eq 0 ]; then
+	for f in ./sqlfront:FuzzExec ./sqlfront/cond:FuzzCompile ./server:FuzzPacketLimit ./server:FuzzClientPlugin; do
+		go test -run '^$' -fuzz "^${f#*:}\$" -fuzztime "${FUZZTIME:-10s}" "${f%%:*}"
+	done
+fi
