@@ -145,6 +145,15 @@ func (h *handler) HandleStmtExecute(ctx any, query string, args []any) (*mysql.R
 	if !ok {
 		return nil, newError(mysql.ER_UNKNOWN_STMT_HANDLER, "Unknown prepared statement handler given to mysqld_stmt_execute")
 	}
+	if n := p.stmt.NumParams(); n > 0 && h.paramsNotResent(n, args) {
+		// The client relies on types sent with an earlier execution;
+		// the protocol library then reads every parameter as NULL. Refuse
+		// rather than store NULLs.
+		if werr := h.mc.WriteValue(newError(mysql.ER_WRONG_ARGUMENTS, "Incorrect arguments to mysqld_stmt_execute: parameter types must be sent with every execution (DBD::mysql: leave mysql_server_prepare off)")); werr != nil {
+			return nil, werr
+		}
+		return alreadyWritten(), nil
+	}
 	vals := make([]any, len(args))
 	for i, a := range args {
 		vals[i] = argValue(a)
@@ -201,6 +210,20 @@ func argValue(a any) any {
 		return string(x.Bytes)
 	}
 	return fmt.Sprint(a)
+}
+
+// paramsNotResent reports whether the COM_STMT_EXECUTE just read had its
+// new-params-bound flag clear (types omitted), which go-mysql does not
+// support: it leaves every argument nil.
+func (h *handler) paramsNotResent(n int, args []any) bool {
+	for _, a := range args {
+		if a != nil {
+			return false
+		}
+	}
+	head := h.wc.limit.head
+	pos := 1 + 4 + 1 + 4 + (n+7)/8 // command, statement id, flags, iteration count, NULL bitmap
+	return len(head) > pos && head[0] == mysql.COM_STMT_EXECUTE && head[pos] == 0
 }
 
 func (h *handler) HandleStmtClose(any) error { return nil }

@@ -276,12 +276,17 @@ func (h hostAddr) String() string  { return string(h) }
 type packetLimit struct {
 	max    int64 // 0: no limit
 	hdr    [4]byte
-	hn     int   // header bytes seen
-	remain int   // payload bytes left in the current chunk
-	chunk  int   // size of the current chunk
-	total  int64 // size of the logical packet so far
-	empty  bool  // the last packet read was empty (go-mysql cannot dispatch it)
+	hn     int    // header bytes seen
+	remain int    // payload bytes left in the current chunk
+	chunk  int    // size of the current chunk
+	total  int64  // size of the logical packet so far
+	empty  bool   // the last packet read was empty (go-mysql cannot dispatch it)
+	head   []byte // the first bytes of the last packet's payload
+	first  bool   // the current chunk is a packet's first
 }
+
+// headLen is how much of each packet's payload packetLimit keeps.
+const headLen = 64
 
 // errPacketTooLarge ends a connection that sent a packet over the limit.
 var errPacketTooLarge = errors.New("server: packet bigger than max_allowed_packet")
@@ -294,6 +299,9 @@ func (l *packetLimit) feed(b []byte) (bool, byte) {
 	for len(b) > 0 {
 		if l.remain > 0 {
 			n := min(l.remain, len(b))
+			if k := min(n, headLen-len(l.head)); k > 0 && l.first {
+				l.head = append(l.head, b[:k]...)
+			}
 			l.remain -= n
 			b = b[n:]
 			continue
@@ -311,6 +319,10 @@ func (l *packetLimit) feed(b []byte) (bool, byte) {
 		l.chunk = int(l.hdr[0]) | int(l.hdr[1])<<8 | int(l.hdr[2])<<16
 		l.remain = l.chunk
 		l.empty = l.chunk == 0 && l.total == 0
+		l.first = l.total == 0
+		if l.first {
+			l.head = l.head[:0]
+		}
 		l.total += int64(l.chunk)
 		if l.max > 0 && l.total > l.max {
 			over = true
