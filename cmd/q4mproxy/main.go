@@ -192,13 +192,13 @@ func (m *Main) ParseFlags(args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	for u, pw := range users {
-		if pw == "" && !isLoopback(host) {
-			return fmt.Errorf("refusing to listen on %s with user %q without a password: set --password or Q4MPROXY_PASSWORD, and passwords in --users-file", m.Listen, u)
-		}
-	}
 	if m.Password == "" && !isLoopback(host) {
 		return fmt.Errorf("refusing to listen on %s without a password: set --password or Q4MPROXY_PASSWORD", m.Listen)
+	}
+	for u, pw := range users {
+		if pw == "" && !isLoopback(host) {
+			return fmt.Errorf("refusing to listen on %s without a password for user %q in --users-file", m.Listen, u)
+		}
 	}
 	return nil
 }
