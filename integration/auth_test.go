@@ -12,7 +12,6 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -68,7 +67,7 @@ func perlLogin(driver string) func(t *testing.T, s *server, user, pw string) log
 		t.Helper()
 		// DBI_USER=root and DBI_PASSWORD= come first in the environment:
 		// os/exec uses the last value of a duplicated variable, so these win.
-		out := runPerl(t, s, driver, "connect.pl", "DBI_USER="+user, "DBI_PASSWORD="+pw)
+		out := s.perl(t, driver, "connect.pl", "DBI_USER="+user, "DBI_PASSWORD="+pw)
 		kv := map[string]string{}
 		for _, m := range perlOutRE.FindAllStringSubmatch(out, -1) {
 			kv[m[1]] = m[2]
@@ -83,31 +82,6 @@ func perlLogin(driver string) func(t *testing.T, s *server, user, pw string) log
 		// DBI's errstr is the server's message (DBD::mysql may add nothing).
 		return loginResult{code: code, state: kv["state"], msg: kv["errstr"]}
 	}
-}
-
-// runPerl is s.perl with a working check for the Perl modules: the
-// harness's requireClients treats "DBI" (no "::" in it) as a program name,
-// looks it up in $PATH and so always skips s.perl.
-func runPerl(t *testing.T, s *server, driver, script string, env ...string) string {
-	t.Helper()
-	requireClients(t, "perl", "DBD::"+driver)
-	if err := exec.Command("perl", "-MDBI", "-e1").Run(); err != nil {
-		msg := "the Perl module DBI is not available (install: apt-get install libdbi-perl)"
-		if os.Getenv("Q4MPROXY_REQUIRE_CLIENTS") == "1" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "perl", filepath.Join("testdata", script))
-	cmd.Env = append(os.Environ(), append([]string{"DBI=" + s.perlDSN(driver), "DBI_USER=root", "DBI_PASSWORD="}, env...)...)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("perl %s (%s): %v\n%s", script, driver, err, out.String())
-	}
-	return out.String()
 }
 
 var cliErrorRE = regexp.MustCompile(`(?m)^ERROR (\d+) \((\w{5})\)(?: at line \d+)?: (.*)$`)
