@@ -26,6 +26,7 @@ var perlScripts = []string{
 	"ddl.pl",         // TRUNCATE and DROP with owners and waiters
 	"blob.pl",        // large MEDIUMTEXT and binary MEDIUMBLOB values
 	"multireader.pl", // 32 concurrent readers, 32 insert-then-consume workers
+	"multiwait.pl",   // semi-starvation: 8 rows circulating among 32 workers
 	"errors.pl",      // error codes, SQLSTATEs and messages
 }
 
