@@ -533,7 +533,7 @@ func TestCrashUnderLoad(t *testing.T) {
 
 	sum := crashCheck(t, seed, cycles, inserts, recvs, replayIDs)
 	t.Logf("kill delays: %v", kills)
-	// Printed as well as logged: visible with -v, and in the output of a failing run.
+	// Printed: shown by go test -v, and in the output of a failing package.
 	fmt.Printf("crash test: %d cycles, %d inserts acked (rows; %d statements), %d consumes acked, %d redelivered after crash, %d lost, %d duplicated-after-ack; "+
 		"%d consumes in doubt at a crash (not redelivered), %d owned rows redelivered, %d relayed INSERTs acked, %d replays dropped; seed %d, %v\n",
 		cycles, sum.rowsAcked, sum.stmtsAcked, sum.consumesAcked, sum.redelivered, sum.lost, sum.dupAfterAck,
