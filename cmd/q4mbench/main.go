@@ -173,6 +173,12 @@ func run(ctx context.Context, c *Config, logw io.Writer) (*Result, error) {
 	}
 	rec := map[string]*recorder{"insert": {}, "consume": {}, "delivery": {}}
 	var produced, consumed, errs atomic.Int64
+	// The clock stops when the last message is consumed; consumers still
+	// blocked in a wait are then cancelled (they would add their timeout).
+	consCtx, stopConsumers := context.WithCancel(ctx)
+	defer stopConsumers()
+	var endOnce sync.Once
+	var end time.Time
 	seen := make([]atomic.Int32, c.Messages)
 	payload := strings.Repeat("x", c.Payload-16)
 
@@ -223,7 +229,7 @@ func run(ctx context.Context, c *Config, logw io.Writer) (*Result, error) {
 			t0 := time.Now()
 			id, ts, ok, err := consumeOne(ctx, conn, c)
 			if err != nil {
-				if ctx.Err() != nil {
+				if ctx.Err() != nil || consumed.Load() >= int64(c.Messages) {
 					return nil
 				}
 				errs.Add(1)
@@ -238,7 +244,10 @@ func run(ctx context.Context, c *Config, logw io.Writer) (*Result, error) {
 			if id >= 0 && id < int64(len(seen)) {
 				seen[id].Add(1)
 			}
-			consumed.Add(1)
+			if consumed.Add(1) == int64(c.Messages) {
+				endOnce.Do(func() { end = time.Now() })
+				stopConsumers()
+			}
 		}
 		return nil
 	}
@@ -282,10 +291,11 @@ func run(ctx context.Context, c *Config, logw io.Writer) (*Result, error) {
 		runAll(c.Producers, produce)
 	}
 	if c.Phase == "drain" || c.Phase == "mixed" {
-		runAll(c.Consumers, func(ctx context.Context, _ int) error { return consume(ctx) })
+		runAll(c.Consumers, func(context.Context, int) error { return consume(consCtx) })
 	}
 	wg.Wait()
-	elapsed := time.Since(start)
+	endOnce.Do(func() { end = time.Now() })
+	elapsed := end.Sub(start)
 	close(stopProgress)
 	close(errc)
 	if err := <-errc; err != nil {
