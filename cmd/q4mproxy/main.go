@@ -20,6 +20,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -47,11 +48,24 @@ func main() {
 		os.Exit(2)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	stopProfile := func() {}
+	if m.CPUProfile != "" {
+		f, err := os.Create(m.CPUProfile)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "q4mproxy: --cpu-profile:", err)
+			os.Exit(2)
+		}
+		stopProfile = func() { pprof.StopCPUProfile(); f.Close() }
+	}
 	err := m.Run(ctx)
 	stop() // a second signal now kills the process at once
 	if cerr := m.Close(); err == nil {
 		err = cerr
 	}
+	stopProfile()
 	if err != nil {
 		slog.Error("exiting", "err", err)
 		os.Exit(1)
@@ -77,6 +91,7 @@ type Main struct {
 	ConfigFile       string
 	DefaultValve     bool
 	UsersFile        string
+	CPUProfile       string
 	TLSCert, TLSKey  string
 	RequireSecure    bool
 
@@ -122,6 +137,7 @@ func (m *Main) ParseFlags(args []string, out io.Writer) error {
 	fs.DurationVar(&m.HandshakeTimeout, "handshake-timeout", m.HandshakeTimeout, "how long a new connection may take to log in")
 	fs.IntVar(&m.MaxConnections, "max-connections", m.MaxConnections, "most connections served at once; one more gets ERROR 1040")
 	maxPacket := fs.String("max-allowed-packet", "64M", "largest packet (so: statement or row) a client may send: bytes, or with a K, M or G suffix")
+	fs.StringVar(&m.CPUProfile, "cpu-profile", "", "write a CPU profile to `file` until shutdown (for performance work)")
 	fs.StringVar(&m.UsersFile, "users-file", "", "`file` of further users, one \"name:password\" per line (# comments); keep it private (mode 0600)")
 	fs.StringVar(&m.TLSCert, "tls-cert", "", "TLS certificate `file` (PEM); with --tls-key, clients may use TLS")
 	fs.StringVar(&m.TLSKey, "tls-key", "", "TLS private key `file` (PEM)")
