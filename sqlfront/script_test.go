@@ -84,6 +84,30 @@ func errCode(err error) int {
 	return -1
 }
 
+// outcome runs sql on s and renders the result, or "ERR <code>".
+func outcome(ctx context.Context, s *Session, sql string) string {
+	r, err := s.Exec(ctx, sql)
+	if err != nil {
+		return fmt.Sprintf("ERR %d", errCode(err))
+	}
+	return render(r)
+}
+
+// sessionStep is a statement of one of several sessions, and its expected outcome.
+type sessionStep struct {
+	s         *Session
+	sql, want string
+}
+
+func runSessionSteps(t *testing.T, steps []sessionStep) {
+	t.Helper()
+	for _, st := range steps {
+		if got := outcome(t.Context(), st.s, st.sql); got != st.want {
+			t.Fatalf("%q: got %q want %q", st.sql, got, st.want)
+		}
+	}
+}
+
 type step struct {
 	sql  string
 	want string // rendered result, or "ERR <code>"
@@ -101,15 +125,8 @@ func runScripts(t *testing.T, scripts []script) {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			for i, st := range sc.steps {
-				r, err := s.Exec(ctx, st.sql)
-				got := ""
-				if err != nil {
-					got = fmt.Sprintf("ERR %d", errCode(err))
-				} else {
-					got = render(r)
-				}
-				if got != st.want {
-					t.Fatalf("step %d %q:\n got %q\nwant %q (err %v)", i, st.sql, got, st.want, err)
+				if got := outcome(ctx, s, st.sql); got != st.want {
+					t.Fatalf("step %d %q:\n got %q\nwant %q", i, st.sql, got, st.want)
 				}
 			}
 		})
@@ -338,18 +355,7 @@ func TestTwoSessions(t *testing.T) {
 	e := newEngine(t)
 	a, b := newSession(t, e), newSession(t, e)
 	ctx := t.Context()
-	exec := func(s *Session, sql string) string {
-		t.Helper()
-		r, err := s.Exec(ctx, sql)
-		if err != nil {
-			return fmt.Sprintf("ERR %d", errCode(err))
-		}
-		return render(r)
-	}
-	for _, st := range []struct {
-		s         *Session
-		sql, want string
-	}{
+	runSessionSteps(t, []sessionStep{
 		{a, mk, "ok 0"},
 		{a, "INSERT INTO q (v1) VALUES (1), (2), (3)", "ok 3"},
 		{a, "SELECT queue_wait('q')", "queue_wait('q')|1"},
@@ -358,11 +364,7 @@ func TestTwoSessions(t *testing.T) {
 		{b, "SELECT COUNT(*) FROM q WHERE 1", "COUNT(*)|2"},
 		{b, "DELETE FROM q", "ok 2"}, // spares a's row
 		{a, "SELECT v1 FROM q", "v1|1"},
-	} {
-		if got := exec(st.s, st.sql); got != st.want {
-			t.Fatalf("%q: got %q want %q", st.sql, got, st.want)
-		}
-	}
+	})
 	// b blocks; a's close releases its row to b.
 	done := make(chan string, 1)
 	go func() {
@@ -384,7 +386,7 @@ func TestTwoSessions(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("waiter not woken by the released row")
 	}
-	if got := exec(b, "SELECT v1 FROM q"); got != "v1|1" {
+	if got := outcome(ctx, b, "SELECT v1 FROM q"); got != "v1|1" {
 		t.Fatalf("b owns %q", got)
 	}
 }
@@ -574,10 +576,7 @@ func TestEngineStatus(t *testing.T) {
 func TestAlterWhileOwned(t *testing.T) {
 	e := newEngine(t)
 	a, b := newSession(t, e), newSession(t, e)
-	for _, st := range []struct {
-		s         *Session
-		sql, want string
-	}{
+	runSessionSteps(t, []sessionStep{
 		{b, "CREATE TABLE t (v1 int not null, v2 int) ENGINE=queue", "ok 0"},
 		{b, "INSERT INTO t VALUES (1, 1), (2, 2)", "ok 2"},
 		{a, "SELECT queue_wait('t')", "queue_wait('t')|1"},
@@ -602,18 +601,7 @@ func TestAlterWhileOwned(t *testing.T) {
 		{b, "ALTER TABLE t DROP n, DROP v2, DROP s", "ok 0"},
 		{b, "ALTER TABLE t DROP v3", "ERR 1090"},
 		{b, "SHOW CREATE TABLE t", "Table,Create Table|t,CREATE TABLE `t` (\n  `v3` int(11) DEFAULT NULL\n) ENGINE=QUEUE DEFAULT CHARSET=utf8mb4"},
-	} {
-		r, err := st.s.Exec(t.Context(), st.sql)
-		got := ""
-		if err != nil {
-			got = fmt.Sprintf("ERR %d", errCode(err))
-		} else {
-			got = render(r)
-		}
-		if got != st.want {
-			t.Fatalf("%q: got %q want %q (%v)", st.sql, got, st.want, err)
-		}
-	}
+	})
 }
 
 func TestInformationSchema(t *testing.T) {
