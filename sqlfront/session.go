@@ -87,6 +87,12 @@ type Session struct {
 	// a consumer loop repeats the same few statements, and parsing is the
 	// largest CPU cost of a statement. Executing never modifies a tree.
 	parsed map[string]ast.StmtNode
+
+	// shapes caches parsed INSERT shapes (see insertshape.go); shapeBuf
+	// and shapeArgs are scratch space for splitting a text.
+	shapes    map[string]*Stmt
+	shapeBuf  []byte
+	shapeArgs []any
 }
 
 // Bounds of the per-session parse cache.
@@ -165,6 +171,9 @@ func (s *Session) UseDB(name string) error {
 // Exec parses and executes one statement.
 func (s *Session) Exec(ctx context.Context, sql string) (*Result, error) {
 	if r, ok, err := s.preRoute(ctx, sql); ok {
+		return r, err
+	}
+	if r, ok, err := s.execInsertShape(ctx, sql); ok {
 		return r, err
 	}
 	stmt, err := s.parseOne(sql)
