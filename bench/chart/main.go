@@ -35,6 +35,7 @@ type summary struct {
 }
 
 type result struct {
+	Consume    string             `json:"consume"`
 	Messages   int                `json:"messages"`
 	PerSecond  float64            `json:"messages_per_second"`
 	Latency    map[string]summary `json:"latency_ms"`
@@ -55,6 +56,7 @@ var workloads = []struct{ key, title string }{
 type agg struct {
 	n        int
 	messages int
+	consume  string
 	rate     float64
 	lat      map[string][2]float64 // op -> p50, p99
 	bad      int64                 // errors + missing + duplicates, summed
@@ -90,6 +92,7 @@ func load(dir, wl, server string) (*agg, error) {
 		}
 		a.n++
 		a.messages = r.Messages
+		a.consume = r.Consume
 		a.bad += r.Errors + int64(r.Missing) + int64(r.Duplicates)
 		rates = append(rates, r.PerSecond)
 		for op, s := range r.Latency {
@@ -166,6 +169,10 @@ func main() {
 	if err != nil {
 		fail(err)
 	}
+	other, err := load(*dir, "mixed16-other", "q4mproxy")
+	if err != nil {
+		fail(err)
+	}
 
 	var out strings.Builder
 	if *header != "" {
@@ -176,6 +183,15 @@ func main() {
 	for _, r := range rows {
 		fmt.Fprintf(&out, "| %s | %s | %s | %s | %s | %s | %s | %s | %s / %s |\n", r.title, rate(r.q), rate(r.m), r.ratioStr,
 			lat(r.q, "insert"), lat(r.q, "consume"), lat(r.m, "insert"), lat(r.m, "consume"), count(r.q), count(r.m))
+	}
+	if other != nil {
+		r := row{title: "mixed 16P+16C, " + other.consume, q: other, m: rows[0].m, ratioStr: "–"}
+		if r.m != nil && r.m.rate > 0 {
+			r.ratio = other.rate / r.m.rate
+			r.ratioStr = fmt.Sprintf("%.2fx", r.ratio)
+		}
+		fmt.Fprintf(&out, "| %s | %s | %s | %s | %s | %s | – | – | %s / – |\n", r.title, rate(other), rate(r.m), r.ratioStr,
+			lat(other, "insert"), lat(other, "consume"), count(other))
 	}
 	if nosync != nil {
 		fmt.Fprintf(&out, "| mixed 16P+16C, q4mproxy --sync off | %s | – | – | %s | %s | – | – | %s / – |\n",
@@ -198,6 +214,9 @@ func main() {
 	if len(bad) > 0 {
 		out.WriteString("\nWARNING: " + strings.Join(bad, "; ") + "\n")
 	}
+	if err := writeTargets(&out, *dir, rows[0], rows[1].q, nosync); err != nil {
+		fail(err)
+	}
 	io.WriteString(os.Stdout, out.String())
 	if *md != "" {
 		if err := os.WriteFile(*md, []byte(out.String()), 0o644); err != nil {
@@ -205,6 +224,9 @@ func main() {
 		}
 	}
 	if *pngOut != "" {
+		if other != nil {
+			rows = append(rows, row{title: "16P+16C " + other.consume, q: other, ratioStr: ""})
+		}
 		if nosync != nil {
 			rows = append(rows, row{title: "16P+16C --sync off", q: nosync, ratioStr: ""})
 		}
@@ -318,4 +340,92 @@ func draw_(path string, rows []row) error {
 		return err
 	}
 	return f.Close()
+}
+
+// writeTargets adds the issue's targets, each with what this run measured.
+func writeTargets(out *strings.Builder, dir string, mixed row, oneOne, nosync *agg) error {
+	var fsync struct {
+		AppendP50    float64 `json:"append_p50_ms"`
+		OverwriteP50 float64 `json:"overwrite_p50_ms"`
+	}
+	var backlog struct {
+		RSSKB     int `json:"rss_kb"`
+		RestartMS int `json:"restart_ms"`
+		Rows      int `json:"rows_after_restart"`
+	}
+	haveFsync, err := readJSON(filepath.Join(dir, "fsync.json"), &fsync)
+	if err != nil {
+		return err
+	}
+	haveBacklog, err := readJSON(filepath.Join(dir, "backlog.json"), &backlog)
+	if err != nil {
+		return err
+	}
+	wake, err := load(dir, "wake", "q4mproxy")
+	if err != nil {
+		return err
+	}
+	small, err := load(dir, "backlog-small", "q4mproxy")
+	if err != nil {
+		return err
+	}
+	large, err := load(dir, "backlog-large", "q4mproxy")
+	if err != nil {
+		return err
+	}
+	out.WriteString("\n| target | goal | measured | met |\n|---|---|---|---|\n")
+	line := func(target, goal, measured string, met bool) {
+		m := "no"
+		if met {
+			m = "yes"
+		}
+		fmt.Fprintf(out, "| %s | %s | %s | %s |\n", target, goal, measured, m)
+	}
+	if mixed.ratio > 0 {
+		line("mixed 16P+16C vs MariaDB", "≥ 20×", fmt.Sprintf("%.1f×", mixed.ratio), mixed.ratio >= 20)
+	}
+	if mixed.q != nil && nosync != nil && nosync.rate > 0 {
+		f := mixed.q.rate / nosync.rate
+		line("durable vs --sync off (mixed 16P+16C)", "≥ 0.70", fmt.Sprintf("%.2f", f), f >= 0.70)
+	}
+	if l, ok := oneOne.latIf("insert"); ok && haveFsync && fsync.AppendP50 > 0 {
+		line("1P+1C insert p50 / fsync p50", "≤ 1.5×", fmt.Sprintf("%.2f ms / %.3f ms = %.1f× (overwriting fsync %.3f ms: %.1f×)",
+			l[0], fsync.AppendP50, l[0]/fsync.AppendP50, fsync.OverwriteP50, l[0]/fsync.OverwriteP50), l[0] <= 1.5*fsync.AppendP50)
+	}
+	if l, ok := wake.latIf("wake"); ok {
+		line("idle consumer woken, INSERT reply → delivery, p99", "≤ 2 ms", fmt.Sprintf("%.3f ms (p50 %.3f ms)", l[1], l[0]), l[1] <= 2)
+	}
+	if small != nil && large != nil && small.rate > 0 {
+		f := large.rate / small.rate
+		line("mixed 16P+16C behind 1,000,000 vs behind 1,000 queued", "≥ 0.80", fmt.Sprintf("%.0f / %.0f msg/s = %.2f", large.rate, small.rate, f), f >= 0.8)
+	}
+	if haveBacklog {
+		line("RSS with the 1,000,000 backlog", "≤ 300 MB", fmt.Sprintf("%.0f MB", float64(backlog.RSSKB)/1024), backlog.RSSKB <= 300*1024)
+		line("restart after kill -9 with the backlog (until listening)", "≤ 5 s", fmt.Sprintf("%.2f s, %d rows", float64(backlog.RestartMS)/1000, backlog.Rows), backlog.RestartMS <= 5000)
+	}
+	return nil
+}
+
+// latIf is the p50/p99 of op, if a has it.
+func (a *agg) latIf(op string) ([2]float64, bool) {
+	if a == nil {
+		return [2]float64{}, false
+	}
+	l, ok := a.lat[op]
+	return l, ok
+}
+
+// readJSON decodes file into v; a missing file is not an error.
+func readJSON(file string, v any) (bool, error) {
+	b, err := os.ReadFile(file)
+	if os.IsNotExist(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return false, fmt.Errorf("%s: %w", file, err)
+	}
+	return true, nil
 }

@@ -39,10 +39,12 @@ type Config struct {
 	Consumers int
 	Messages  int
 	Payload   int
-	Phase     string // insert, drain, mixed
+	Phase     string // insert, drain, mixed, wake
 	Consume   string // wait-select, where-wait, skip-locked
 	Table     string
 	Batch     int // rows per INSERT
+	Backlog   int // messages queued before the timed phase
+	WakeGap   time.Duration
 	JSON      string
 	Progress  time.Duration
 	Label     string
@@ -56,6 +58,7 @@ type Result struct {
 	Producers  int                `json:"producers"`
 	Consumers  int                `json:"consumers"`
 	Messages   int                `json:"messages"`
+	Backlog    int                `json:"backlog,omitempty"`
 	Payload    int                `json:"payload_bytes"`
 	Seconds    float64            `json:"seconds"`
 	PerSecond  float64            `json:"messages_per_second"`
@@ -108,10 +111,12 @@ func parseFlags(args []string, out io.Writer) (*Config, error) {
 	fs.IntVar(&c.Consumers, "consumers", 16, "consumer connections")
 	fs.IntVar(&c.Messages, "messages", 20000, "messages to move")
 	fs.IntVar(&c.Payload, "payload", 100, "payload bytes per message")
-	fs.StringVar(&c.Phase, "phase", "mixed", "insert (producers only), drain (fill, then consumers only) or mixed")
+	fs.StringVar(&c.Phase, "phase", "mixed", "insert (producers only), drain (fill, then consumers only), mixed, or wake (one message at a time to idle consumers: the delay from the INSERT's reply to delivery)")
 	fs.StringVar(&c.Consume, "consume", "wait-select", "wait-select (queue_wait, then SELECT), where-wait (SELECT * FROM t WHERE queue_wait(t)) or skip-locked (InnoDB transaction)")
 	fs.StringVar(&c.Table, "table", "q4mbench", "table to use (dropped and created)")
 	fs.IntVar(&c.Batch, "batch", 1, "rows per INSERT")
+	fs.IntVar(&c.Backlog, "backlog", 0, "messages queued (in INSERTs of 500 rows) before the timed phase, which consumes from behind them")
+	fs.DurationVar(&c.WakeGap, "wake-gap", 2*time.Millisecond, "wake phase: pause after each delivery, so that consumers are idle in their wait again")
 	fs.StringVar(&c.JSON, "json", "", "also write the result as JSON to `file`")
 	fs.DurationVar(&c.Progress, "progress", 2*time.Second, "interval of progress lines on stderr (0: none)")
 	fs.StringVar(&c.Label, "label", "", "label for the result (e.g. the server's name)")
@@ -119,12 +124,16 @@ func parseFlags(args []string, out io.Writer) (*Config, error) {
 		return nil, err
 	}
 	switch {
-	case c.Phase != "insert" && c.Phase != "drain" && c.Phase != "mixed":
-		return nil, fmt.Errorf("--phase must be insert, drain or mixed")
+	case c.Phase != "insert" && c.Phase != "drain" && c.Phase != "mixed" && c.Phase != "wake":
+		return nil, fmt.Errorf("--phase must be insert, drain, mixed or wake")
 	case c.Consume != "wait-select" && c.Consume != "where-wait" && c.Consume != "skip-locked":
 		return nil, fmt.Errorf("--consume must be wait-select, where-wait or skip-locked")
-	case c.Messages < 1 || c.Payload < 16 || c.Batch < 1:
-		return nil, fmt.Errorf("--messages, --batch must be positive, --payload at least 16")
+	case c.Messages < 1 || c.Payload < 16 || c.Batch < 1 || c.Backlog < 0:
+		return nil, fmt.Errorf("--messages, --batch must be positive, --backlog not negative, --payload at least 16")
+	case c.Phase == "insert" && c.Backlog > 0:
+		return nil, fmt.Errorf("--backlog needs consumers (phase drain, mixed or wake)")
+	case c.Phase == "wake" && c.Batch != 1:
+		return nil, fmt.Errorf("the wake phase sends single-row INSERTs")
 	case (c.Phase != "drain" && c.Producers < 1) || (c.Phase != "insert" && c.Consumers < 1):
 		return nil, fmt.Errorf("the phase needs producers and/or consumers")
 	}
@@ -171,7 +180,7 @@ func run(ctx context.Context, c *Config, logw io.Writer) (*Result, error) {
 	if err := setup(ctx, db, c); err != nil {
 		return nil, fmt.Errorf("setup: %w", err)
 	}
-	rec := map[string]*recorder{"insert": {}, "consume": {}, "delivery": {}}
+	rec := map[string]*recorder{"insert": {}, "consume": {}, "delivery": {}, "wake": {}}
 	var produced, consumed, errs atomic.Int64
 	// The clock stops when the last message is consumed; consumers still
 	// blocked in a wait are then cancelled (they would add their timeout).
@@ -179,29 +188,33 @@ func run(ctx context.Context, c *Config, logw io.Writer) (*Result, error) {
 	defer stopConsumers()
 	var endOnce sync.Once
 	var end time.Time
-	seen := make([]atomic.Int32, c.Messages)
+	seen := make([]atomic.Int32, c.Messages+c.Backlog)
 	payload := strings.Repeat("x", c.Payload-16)
 
-	produce := func(ctx context.Context, p int) error {
+	// insertRows inserts the messages with ids [base, base+limit) taken from
+	// next, batch rows per INSERT; rec, if set, gets each INSERT's latency
+	// and after, if set, is called after each acknowledged INSERT.
+	insertRows := func(ctx context.Context, next *atomic.Int64, base, limit int64, batch int, rec *recorder, after func(id int64)) error {
 		conn, err := db.Conn(ctx)
 		if err != nil {
 			return err
 		}
 		defer conn.Close()
+		var q strings.Builder
 		for {
-			start := produced.Add(int64(c.Batch)) - int64(c.Batch)
-			if start >= int64(c.Messages) || ctx.Err() != nil {
+			start := next.Add(int64(batch)) - int64(batch)
+			if start >= limit || ctx.Err() != nil {
 				return nil
 			}
-			n := min(int64(c.Batch), int64(c.Messages)-start)
-			var q strings.Builder
+			n := min(int64(batch), limit-start)
+			q.Reset()
 			fmt.Fprintf(&q, "INSERT INTO %s (id, ts, payload) VALUES ", c.Table)
 			now := time.Now().UnixMicro()
 			for i := int64(0); i < n; i++ {
 				if i > 0 {
 					q.WriteString(",")
 				}
-				fmt.Fprintf(&q, "(%d, %d, '%s')", start+i, now, payload)
+				fmt.Fprintf(&q, "(%d, %d, '%s')", base+start+i, now, payload)
 			}
 			t0 := time.Now()
 			if _, err := conn.ExecContext(ctx, q.String()); err != nil {
@@ -211,8 +224,35 @@ func run(ctx context.Context, c *Config, logw io.Writer) (*Result, error) {
 				errs.Add(1)
 				return err
 			}
-			rec["insert"].add(time.Since(t0))
+			if rec != nil {
+				rec.add(time.Since(t0))
+			}
+			if after != nil {
+				after(base + start)
+			}
 		}
+	}
+	produce := func(ctx context.Context, _ int) error {
+		return insertRows(ctx, &produced, 0, int64(c.Messages), c.Batch, rec["insert"], nil)
+	}
+	// The wake phase: one INSERT at a time, the next only after the
+	// previous was delivered and consumers had WakeGap to block again.
+	replied := make([]atomic.Int64, c.Messages) // unix ns of the INSERT's reply
+	received := make([]atomic.Int64, c.Messages)
+	delivered := make(chan struct{}, c.Messages)
+	wakeProduce := func(ctx context.Context, _ int) error {
+		return insertRows(ctx, &produced, 0, int64(c.Messages), 1, rec["insert"], func(id int64) {
+			replied[id].Store(time.Now().UnixNano())
+			select {
+			case <-delivered:
+			case <-ctx.Done():
+				return
+			}
+			select { // part of the workload: consumers go idle
+			case <-time.After(c.WakeGap):
+			case <-ctx.Done():
+			}
+		})
 	}
 	consume := func(ctx context.Context) error {
 		conn, err := db.Conn(ctx)
@@ -240,7 +280,13 @@ func run(ctx context.Context, c *Config, logw io.Writer) (*Result, error) {
 			}
 			now := time.Now()
 			rec["consume"].add(now.Sub(t0))
-			rec["delivery"].add(now.Sub(time.UnixMicro(ts)))
+			if id >= 0 && id < int64(c.Messages) { // not a backlog message
+				rec["delivery"].add(now.Sub(time.UnixMicro(ts)))
+				if c.Phase == "wake" {
+					received[id].Store(now.UnixNano())
+					delivered <- struct{}{}
+				}
+			}
 			if id >= 0 && id < int64(len(seen)) {
 				seen[id].Add(1)
 			}
@@ -265,6 +311,21 @@ func run(ctx context.Context, c *Config, logw io.Writer) (*Result, error) {
 			}()
 		}
 	}
+	if c.Backlog > 0 {
+		var next atomic.Int64
+		fillers := min(4, max(1, c.Producers))
+		for range fillers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if err := insertRows(ctx, &next, int64(c.Messages), int64(c.Backlog), 500, nil, nil); err != nil {
+					errc <- err
+				}
+			}()
+		}
+		wg.Wait()
+		fmt.Fprintf(logw, "queued a backlog of %d messages\n", c.Backlog)
+	}
 	if c.Phase == "drain" {
 		runAll(c.Producers, produce)
 		wg.Wait()
@@ -287,10 +348,13 @@ func run(ctx context.Context, c *Config, logw io.Writer) (*Result, error) {
 			}
 		}()
 	}
-	if c.Phase == "insert" || c.Phase == "mixed" {
+	switch c.Phase {
+	case "insert", "mixed":
 		runAll(c.Producers, produce)
+	case "wake":
+		runAll(1, wakeProduce)
 	}
-	if c.Phase == "drain" || c.Phase == "mixed" {
+	if c.Phase != "insert" {
 		runAll(c.Consumers, func(context.Context, int) error { return consume(consCtx) })
 	}
 	wg.Wait()
@@ -303,7 +367,7 @@ func run(ctx context.Context, c *Config, logw io.Writer) (*Result, error) {
 	}
 	res := &Result{
 		Label: c.Label, Phase: c.Phase, Consume: c.Consume, Producers: c.Producers, Consumers: c.Consumers,
-		Messages: c.Messages, Payload: c.Payload, Seconds: elapsed.Seconds(),
+		Messages: c.Messages, Backlog: c.Backlog, Payload: c.Payload, Seconds: elapsed.Seconds(),
 		PerSecond: float64(c.Messages) / elapsed.Seconds(), Latency: map[string]Summary{}, Errors: errs.Load(),
 	}
 	if c.Phase == "insert" {
@@ -311,6 +375,16 @@ func run(ctx context.Context, c *Config, logw io.Writer) (*Result, error) {
 	}
 	if c.Phase == "drain" {
 		res.Producers = 0
+	}
+	if c.Phase == "wake" {
+		res.Producers = 1
+		for i := range replied {
+			r, g := replied[i].Load(), received[i].Load()
+			if r != 0 && g != 0 {
+				// Delivered before the producer saw its reply counts as 0.
+				rec["wake"].add(time.Duration(max(0, g-r)))
+			}
+		}
 	}
 	for name, r := range rec {
 		if s := r.summary(); s.Count > 0 {
@@ -320,7 +394,7 @@ func run(ctx context.Context, c *Config, logw io.Writer) (*Result, error) {
 	if c.Phase != "insert" {
 		for i := range seen {
 			switch n := seen[i].Load(); {
-			case n == 0:
+			case n == 0 && c.Backlog == 0: // with a backlog, the run consumes some of it instead
 				res.Missing++
 			case n > 1:
 				res.Duplicates += int(n - 1)
@@ -391,10 +465,10 @@ func consumeOne(ctx context.Context, conn *sql.Conn, c *Config) (id, ts int64, o
 }
 
 func printResult(w io.Writer, r *Result) {
-	fmt.Fprintf(w, "%s phase=%s consume=%s producers=%d consumers=%d messages=%d payload=%dB\n",
-		r.Label, r.Phase, r.Consume, r.Producers, r.Consumers, r.Messages, r.Payload)
+	fmt.Fprintf(w, "%s phase=%s consume=%s producers=%d consumers=%d messages=%d backlog=%d payload=%dB\n",
+		r.Label, r.Phase, r.Consume, r.Producers, r.Consumers, r.Messages, r.Backlog, r.Payload)
 	fmt.Fprintf(w, "  %.2f s, %.0f messages/s, errors %d, missing %d, duplicates %d\n", r.Seconds, r.PerSecond, r.Errors, r.Missing, r.Duplicates)
-	for _, op := range []string{"insert", "consume", "delivery"} {
+	for _, op := range []string{"insert", "consume", "delivery", "wake"} {
 		if s, ok := r.Latency[op]; ok {
 			fmt.Fprintf(w, "  %-8s n=%-8d p50 %8.3f ms  p99 %8.3f ms  max %8.3f ms\n", op, s.Count, s.P50, s.P99, s.Max)
 		}
