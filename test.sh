@@ -33,7 +33,7 @@ go test -race -count=1 -timeout 30m "$@" ./...
 # Each fuzzer briefly (longer: FUZZTIME=5m ./test.sh). Their seed corpora
 # also run as ordinary tests above.
 if [ $# -eq 0 ]; then
-	for f in ./sqlfront:FuzzExec ./sqlfront/cond:FuzzCompile ./server:FuzzPacketLimit ./server:FuzzClientPlugin; do
+	for f in ./sqlfront:FuzzExec ./sqlfront:FuzzInsertShape ./sqlfront/cond:FuzzCompile ./server:FuzzPacketLimit ./server:FuzzClientPlugin; do
 		go test -run '^$' -fuzz "^${f#*:}\$" -fuzztime "${FUZZTIME:-10s}" "${f%%:*}"
 	done
 fi
