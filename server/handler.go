@@ -53,10 +53,14 @@ func mayBlock(q string) bool {
 	return containsFold(q, "queue_wait") || containsFold(q, "sleep")
 }
 
+// containsFold reports whether s contains sub, a lower-case ASCII word, in
+// any case. It compares whole words only where the first byte matches: a
+// statement's text is mostly values.
 func containsFold(s, sub string) bool {
 	n := len(sub)
+	lo, up := sub[0], sub[0]-'a'+'A'
 	for i := 0; i+n <= len(s); i++ {
-		if strings.EqualFold(s[i:i+n], sub) {
+		if c := s[i]; (c == lo || c == up) && strings.EqualFold(s[i:i+n], sub) {
 			return true
 		}
 	}

@@ -45,6 +45,7 @@ type Config struct {
 	Batch     int // rows per INSERT
 	Backlog   int // messages queued before the timed phase
 	WakeGap   time.Duration
+	Settle    time.Duration // pause between the backlog and the timed phase
 	JSON      string
 	Progress  time.Duration
 	Label     string
@@ -116,6 +117,7 @@ func parseFlags(args []string, out io.Writer) (*Config, error) {
 	fs.StringVar(&c.Table, "table", "q4mbench", "table to use (dropped and created)")
 	fs.IntVar(&c.Batch, "batch", 1, "rows per INSERT")
 	fs.IntVar(&c.Backlog, "backlog", 0, "messages queued (in INSERTs of 500 rows) before the timed phase, which consumes from behind them")
+	fs.DurationVar(&c.Settle, "settle", 0, "pause this long after queuing the backlog, before the timed phase (lets the server finish the background work the fill caused)")
 	fs.DurationVar(&c.WakeGap, "wake-gap", 2*time.Millisecond, "wake phase: pause after each delivery, so that consumers are idle in their wait again")
 	fs.StringVar(&c.JSON, "json", "", "also write the result as JSON to `file`")
 	fs.DurationVar(&c.Progress, "progress", 2*time.Second, "interval of progress lines on stderr (0: none)")
@@ -325,6 +327,11 @@ func run(ctx context.Context, c *Config, logw io.Writer) (*Result, error) {
 		}
 		wg.Wait()
 		fmt.Fprintf(logw, "queued a backlog of %d messages\n", c.Backlog)
+		select {
+		case <-time.After(c.Settle):
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
 	}
 	if c.Phase == "drain" {
 		runAll(c.Producers, produce)
