@@ -109,6 +109,7 @@ func (o *Owner) Wait(ctx context.Context, subs []Sub, timeout time.Duration) (in
 		if timer == nil {
 			timer = time.NewTimer(timeout)
 		}
+		Blocking(ctx)
 		timedOut := false
 		select {
 		case <-w.ready:

@@ -5,12 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"time"
 
 	"github.com/go-mysql-org/go-mysql/mysql"
 	gms "github.com/go-mysql-org/go-mysql/server"
 
+	"github.com/q4mproxy/q4mproxy/queue"
 	"github.com/q4mproxy/q4mproxy/sqlfront"
 )
 
@@ -47,26 +47,6 @@ func (h *handler) UseDB(name string) error {
 	return nil
 }
 
-// mayBlock reports whether a statement can block long enough that the
-// socket should be watched for a disconnect meanwhile.
-func mayBlock(q string) bool {
-	return containsFold(q, "queue_wait") || containsFold(q, "sleep")
-}
-
-// containsFold reports whether s contains sub, a lower-case ASCII word, in
-// any case. It compares whole words only where the first byte matches: a
-// statement's text is mostly values.
-func containsFold(s, sub string) bool {
-	n := len(sub)
-	lo, up := sub[0], sub[0]-'a'+'A'
-	for i := 0; i+n <= len(s); i++ {
-		if c := s[i]; (c == lo || c == up) && strings.EqualFold(s[i:i+n], sub) {
-			return true
-		}
-	}
-	return false
-}
-
 // run executes fn with a statement context that KILL QUERY, shutdown and
 // (for statements that may block) a client disconnect cancel.
 func (h *handler) run(query string, fn func(ctx context.Context) (*sqlfront.Result, error)) (*sqlfront.Result, error) {
@@ -85,10 +65,10 @@ func (h *handler) run(query string, fn func(ctx context.Context) (*sqlfront.Resu
 			h.c.mu.Unlock()
 		}()
 	}
-	if mayBlock(query) {
-		h.wc.startWatch(cancel)
-		defer h.wc.stopWatch()
-	}
+	// A statement that blocks watches the socket meanwhile, so that a
+	// client that goes away ends it (and gives back what it took).
+	ctx = queue.WithBlockHook(ctx, func() { h.wc.startWatch(cancel) })
+	defer h.wc.stopWatch()
 	if h.log != nil && h.log.Enabled(ctx, slog.LevelDebug) {
 		h.log.Debug("statement", "stmt", truncate(query, 200))
 	}

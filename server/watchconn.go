@@ -214,6 +214,9 @@ func lenencInt(b []byte) (uint64, int) {
 // client closes the connection meanwhile, cancel is called with
 // errClientGone.
 func (w *watchConn) startWatch(cancel context.CancelCauseFunc) {
+	if w.watching {
+		return
+	}
 	w.mu.Lock()
 	pending := len(w.stash) > 0 || w.stashErr != nil
 	w.mu.Unlock()

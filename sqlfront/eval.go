@@ -14,6 +14,8 @@ import (
 	"github.com/pingcap/tidb/pkg/parser/ast"
 	"github.com/pingcap/tidb/pkg/parser/opcode"
 	"github.com/pingcap/tidb/pkg/parser/test_driver"
+
+	"github.com/q4mproxy/q4mproxy/queue"
 )
 
 // evalEnv is what an expression is evaluated against: the session (for
@@ -733,6 +735,7 @@ func (env *evalEnv) call(fc *ast.FuncCallExpr) (any, error) {
 		d := time.Duration(toFloat(args[0]) * float64(time.Second))
 		t := time.NewTimer(d)
 		defer t.Stop()
+		queue.Blocking(env.ctx)
 		select {
 		case <-t.C:
 			return int64(0), nil

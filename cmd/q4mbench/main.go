@@ -22,6 +22,7 @@ import (
 	"math"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync"
@@ -34,21 +35,22 @@ import (
 
 // Config is the command line.
 type Config struct {
-	DSN       string
-	Producers int
-	Consumers int
-	Messages  int
-	Payload   int
-	Phase     string // insert, drain, mixed, wake
-	Consume   string // wait-select, where-wait, skip-locked
-	Table     string
-	Batch     int // rows per INSERT
-	Backlog   int // messages queued before the timed phase
-	WakeGap   time.Duration
-	Settle    time.Duration // pause between the backlog and the timed phase
-	JSON      string
-	Progress  time.Duration
-	Label     string
+	DSN        string
+	Producers  int
+	Consumers  int
+	Messages   int
+	Payload    int
+	Phase      string // insert, drain, mixed, wake
+	Consume    string // wait-select, where-wait, skip-locked
+	Table      string
+	Batch      int // rows per INSERT
+	Backlog    int // messages queued before the timed phase
+	WakeGap    time.Duration
+	Settle     time.Duration // pause between the backlog and the timed phase
+	CPUProfile string
+	JSON       string
+	Progress   time.Duration
+	Label      string
 }
 
 // Result is what a run reports (and writes as JSON).
@@ -88,6 +90,17 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if cfg.CPUProfile != "" {
+		f, err := os.Create(cfg.CPUProfile)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "q4mbench:", err)
+			os.Exit(1)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	res, err := run(ctx, cfg, os.Stderr)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "q4mbench:", err)
@@ -122,6 +135,7 @@ func parseFlags(args []string, out io.Writer) (*Config, error) {
 	fs.StringVar(&c.JSON, "json", "", "also write the result as JSON to `file`")
 	fs.DurationVar(&c.Progress, "progress", 2*time.Second, "interval of progress lines on stderr (0: none)")
 	fs.StringVar(&c.Label, "label", "", "label for the result (e.g. the server's name)")
+	fs.StringVar(&c.CPUProfile, "cpu-profile", "", "write a CPU profile of q4mbench itself to `file`")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
