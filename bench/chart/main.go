@@ -225,10 +225,10 @@ func main() {
 	}
 	if *pngOut != "" {
 		if other != nil {
-			rows = append(rows, row{title: "16P+16C " + other.consume, q: other, ratioStr: ""})
+			rows = append(rows, row{title: "16+16 " + other.consume, q: other, ratioStr: ""})
 		}
 		if nosync != nil {
-			rows = append(rows, row{title: "16P+16C --sync off", q: nosync, ratioStr: ""})
+			rows = append(rows, row{title: "16+16 --sync off", q: nosync, ratioStr: ""})
 		}
 		if err := draw_(*pngOut, rows); err != nil {
 			fail(err)
