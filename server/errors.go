@@ -50,6 +50,17 @@ var sqlStates = map[uint16]string{
 	1030: "HY000",
 	3159: "HY000",
 	1040: "08004",
+	1043: "08S01",
+	1153: "08S01",
+}
+
+// errorPacket is an error packet (with its header) for the few errors
+// written before or outside a go-mysql connection: too many connections,
+// a bad handshake, a packet over max_allowed_packet.
+func errorPacket(code uint16, msg string, seq byte) []byte {
+	e := newError(code, msg)
+	payload := append([]byte{0xff, byte(code), byte(code >> 8), '#'}, e.State+msg...)
+	return append([]byte{byte(len(payload)), byte(len(payload) >> 8), byte(len(payload) >> 16), seq}, payload...)
 }
 
 func newError(code uint16, msg string) *mysql.MyError {

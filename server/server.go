@@ -141,10 +141,8 @@ func (s *Server) Serve(l net.Listener) error {
 func (s *Server) refuse(c net.Conn) {
 	defer s.wg.Done()
 	defer s.open.Add(-1)
-	msg := "Too many connections"
-	payload := append([]byte{0xff, 0x10, 0x04, '#'}, "08004"+msg...) // 1040 = 0x0410
 	_ = c.SetWriteDeadline(time.Now().Add(time.Second))
-	_, _ = c.Write(append([]byte{byte(len(payload)), byte(len(payload) >> 8), byte(len(payload) >> 16), 0}, payload...))
+	_, _ = c.Write(errorPacket(1040, "Too many connections", 0))
 	_ = c.Close()
 	s.log.Warn("connection refused: too many connections", "remote", c.RemoteAddr().String(), "max_connections", s.cfg.MaxConnections)
 }
@@ -307,6 +305,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		conns = append(conns, c)
 	}
 	s.mu.Unlock()
+	// First end every statement, then wake the idle connections: an idle
+	// one that closes gives its owned row back, and a wait not yet ended
+	// could take it.
 	for _, c := range conns {
 		c.cancel(errShutdown)
 		c.mu.Lock()
@@ -314,6 +315,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			c.cancelQuery(errShutdown)
 		}
 		c.mu.Unlock()
+	}
+	for _, c := range conns {
 		_ = c.raw.SetReadDeadline(time.Unix(1, 0)) // idle ones return from their read
 	}
 	done := make(chan struct{})

@@ -294,3 +294,46 @@ func TestPacketLimitFeed(t *testing.T) {
 		})
 	}
 }
+
+// TestBadHandshakeAuthLength: a handshake response announcing more auth
+// data than it holds gets MySQL's ERROR 1043 (go-mysql v1.16.0 would read
+// past the packet and panic), and the server goes on serving.
+func TestBadHandshakeAuthLength(t *testing.T) {
+	_, addr := startServer(t)
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	readPacket := func() []byte {
+		var h [4]byte
+		if _, err := io.ReadFull(c, h[:]); err != nil {
+			t.Fatalf("reading a packet header: %v", err)
+		}
+		p := make([]byte, int(h[0])|int(h[1])<<8|int(h[2])<<16)
+		if _, err := io.ReadFull(c, p); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	readPacket()                                      // the greeting
+	var capab uint32 = 0x200 | 0x8000 | 0x8 | 0x80000 // protocol 41, secure connection, with db, plugin auth
+	payload := []byte{byte(capab), byte(capab >> 8), byte(capab >> 16), 0, 0, 0, 0, 1, 33}
+	payload = append(payload, make([]byte, 23)...)
+	payload = append(payload, "root\x00"...)
+	payload = append(payload, 8, 'a', 'b') // 8 bytes of auth data announced, 2 sent (the end still within the capacity of go-mysql's copy)
+	pkt := append([]byte{byte(len(payload)), 0, 0, 1}, payload...)
+	if _, err := c.Write(pkt); err != nil {
+		t.Fatal(err)
+	}
+	reply := readPacket()
+	want := append([]byte{0xff, 0x13, 0x04, '#'}, "08S01Bad handshake"...) // 1043
+	if string(reply) != string(want) {
+		t.Fatalf("reply %q, want %q", reply, want)
+	}
+	var one int
+	if err := openConn(t, addr, "").QueryRowContext(t.Context(), "SELECT 1").Scan(&one); err != nil || one != 1 {
+		t.Fatalf("after a bad handshake: %v %v", one, err)
+	}
+}

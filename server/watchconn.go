@@ -108,11 +108,43 @@ func (w *watchConn) Read(p []byte) (int, error) {
 					// followed below them, so max_allowed_packet is not
 					// enforced here on TLS connections.
 					w.limit.max = 0
+				} else if authOverflows(w.first[4 : 4+l]) {
+					// go-mysql v1.16.0 would slice the auth data past the
+					// packet's end (within its buffer's capacity) and panic
+					// further on: answer as MySQL does instead.
+					w.wbuf.Reset()
+					_, _ = w.Conn.Write(errorPacket(1043, "Bad handshake", w.first[3]+1))
+					return 0, errBadHandshake
 				}
 			}
 		}
 	}
 	return n, err
+}
+
+// errBadHandshake ends a connection whose handshake response is malformed.
+var errBadHandshake = errors.New("server: bad handshake")
+
+// authOverflows reports whether a handshake response (payload) announces
+// more auth data, with a one-byte length, than it holds.
+func authOverflows(pkt []byte) bool {
+	const (
+		clientSecureConn = 0x8000
+		clientLenencAuth = 0x200000
+	)
+	if len(pkt) < 32 {
+		return false
+	}
+	capab := uint32(pkt[0]) | uint32(pkt[1])<<8 | uint32(pkt[2])<<16 | uint32(pkt[3])<<24
+	if capab&clientSecureConn == 0 || capab&clientLenencAuth != 0 {
+		return false
+	}
+	i := bytes.IndexByte(pkt[32:], 0) // user
+	if i < 0 {
+		return false
+	}
+	pos := 32 + i + 1
+	return pos < len(pkt) && pos+1+int(pkt[pos]) > len(pkt)
 }
 
 // tlsRequested reports whether the client's first packet was an SSL
@@ -349,11 +381,8 @@ func (w *watchConn) checkLimit(b []byte) error {
 		return nil
 	}
 	seq = w.discardPacket(seq)
-	msg := "Got a packet bigger than 'max_allowed_packet' bytes"
-	payload := append([]byte{0xff, 0x81, 0x04, '#'}, "08S01"+msg...) // 1153 = 0x0481
-	pkt := append([]byte{byte(len(payload)), byte(len(payload) >> 8), byte(len(payload) >> 16), seq + 1}, payload...)
 	w.wbuf.Reset()
-	_, _ = w.Conn.Write(pkt)
+	_, _ = w.Conn.Write(errorPacket(1153, "Got a packet bigger than 'max_allowed_packet' bytes", seq+1))
 	return errPacketTooLarge
 }
 
