@@ -178,6 +178,28 @@ func TestCloseReleases(t *testing.T) {
 	eventuallyT(t, "the server to notice the vanished waiter", func() bool { return !srv.running() })
 }
 
+// TestDisconnectDuringSleep: SLEEP blocks too, so a client that goes away
+// during it is noticed at once (the socket is watched from the moment a
+// statement parks, by queue waits and SLEEP alike).
+func TestDisconnectDuringSleep(t *testing.T) {
+	srv, addr := startServer(t)
+	cdb, err := sql.Open("mysql", "root@tcp("+addr+")/test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cdb.Close()
+	ctx, cancel := context.WithCancel(t.Context())
+	errc := make(chan error, 1)
+	go func() {
+		var v sql.NullInt64
+		errc <- cdb.QueryRowContext(ctx, "SELECT SLEEP(60)").Scan(&v)
+	}()
+	eventuallyT(t, "SLEEP to start", srv.running)
+	cancel()
+	<-errc
+	eventuallyT(t, "the server to notice the vanished client", func() bool { return !srv.running() })
+}
+
 func eventuallyT(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
