@@ -12,6 +12,7 @@ import (
 
 	"github.com/q4mproxy/q4mproxy/queue"
 	"github.com/q4mproxy/q4mproxy/sqlfront"
+	"github.com/q4mproxy/q4mproxy/upstream"
 )
 
 // handler implements go-mysql's Handler for one connection. Its methods are
@@ -26,19 +27,15 @@ type handler struct {
 	log  *slog.Logger
 
 	start time.Time
+
+	up           *upstream.Session // nil without --upstream
+	lastUpstream bool              // the upstream ran the last statement
+	upDown       bool              // the last forwarded command found the upstream unreachable
+	stmts        map[uint32]*pstmt // prepared statements by id
+	stmtSeq      uint32            // the last statement id given out
 }
 
 var _ gms.Handler = (*handler)(nil)
-
-// alreadyWritten is returned from HandleStmtExecute after the handler wrote
-// the response itself: go-mysql writes nothing for it.
-func alreadyWritten() *mysql.Result {
-	return &mysql.Result{Resultset: &mysql.Resultset{
-		Fields:        []*mysql.Field{{}},
-		Streaming:     mysql.StreamingMultiple,
-		StreamingDone: true,
-	}}
-}
 
 func (h *handler) UseDB(name string) error {
 	if err := h.sess.UseDB(name); err != nil {
@@ -92,140 +89,29 @@ func truncate(s string, n int) string {
 	return s[:n] + "..."
 }
 
-func (h *handler) HandleQuery(query string) (*mysql.Result, error) {
-	r, err := h.run(query, func(ctx context.Context) (*sqlfront.Result, error) {
-		return h.sess.Exec(ctx, query)
-	})
-	h.syncStatus()
-	if err != nil {
-		return nil, h.toError(err)
-	}
-	return toResult(r, false), nil
+// The rest of go-mysql's Handler: the command loop (dispatch.go) answers
+// every command itself, so go-mysql calls only UseDB (for the database
+// named in the handshake).
+
+func (h *handler) HandleQuery(string) (*mysql.Result, error) { return nil, errNotDispatched }
+
+func (h *handler) HandleFieldList(string, string) ([]*mysql.Field, error) {
+	return nil, errNotDispatched
 }
 
-func (h *handler) HandleFieldList(table, wildcard string) ([]*mysql.Field, error) {
-	cols, err := h.sess.FieldList(table, wildcard)
-	if err != nil {
-		return nil, h.toError(err)
-	}
-	return fieldList(cols), nil
+func (h *handler) HandleStmtPrepare(string) (int, int, any, error) {
+	return 0, 0, nil, errNotDispatched
 }
 
-type prepared struct {
-	query string
-	stmt  *sqlfront.Stmt
+func (h *handler) HandleStmtExecute(any, string, []any) (*mysql.Result, error) {
+	return nil, errNotDispatched
 }
 
-func (h *handler) HandleStmtPrepare(query string) (int, int, any, error) {
-	st, err := h.sess.Prepare(query)
-	if err != nil {
-		return 0, 0, nil, h.toError(err)
-	}
-	return st.NumParams(), 0, &prepared{query: query, stmt: st}, nil
-}
+func (h *handler) HandleStmtClose(any) error { return errNotDispatched }
 
-func (h *handler) HandleStmtExecute(ctx any, query string, args []any) (*mysql.Result, error) {
-	p, ok := ctx.(*prepared)
-	if !ok {
-		return nil, newError(mysql.ER_UNKNOWN_STMT_HANDLER, "Unknown prepared statement handler given to mysqld_stmt_execute")
-	}
-	if n := p.stmt.NumParams(); n > 0 && h.paramsNotResent(n, args) {
-		// The client relies on types sent with an earlier execution;
-		// the protocol library then reads every parameter as NULL. Refuse
-		// rather than store NULLs.
-		if werr := h.mc.WriteValue(newError(mysql.ER_WRONG_ARGUMENTS, "Incorrect arguments to mysqld_stmt_execute: parameter types must be sent with every execution (DBD::mysql: leave mysql_server_prepare off)")); werr != nil {
-			return nil, werr
-		}
-		return alreadyWritten(), nil
-	}
-	vals := make([]any, len(args))
-	for i, a := range args {
-		vals[i] = argValue(a)
-	}
-	r, err := h.run(query, func(ctx context.Context) (*sqlfront.Result, error) {
-		return h.sess.Execute(ctx, p.stmt, vals)
-	})
-	h.syncStatus()
-	if err != nil {
-		// go-mysql wraps errors returned from here, which loses their code:
-		// write the error packet ourselves.
-		if werr := h.mc.WriteValue(h.toError(err)); werr != nil {
-			return nil, werr
-		}
-		return alreadyWritten(), nil
-	}
-	return toResult(r, true), nil
-}
+func (h *handler) HandleOtherCommand(byte, []byte) error { return errNotDispatched }
 
-// argValue converts a bound parameter from go-mysql to sqlfront's values.
-func argValue(a any) any {
-	switch x := a.(type) {
-	case nil:
-		return nil
-	case int8:
-		return int64(x)
-	case int16:
-		return int64(x)
-	case int32:
-		return int64(x)
-	case int64:
-		return x
-	case uint8:
-		return int64(x)
-	case uint16:
-		return int64(x)
-	case uint32:
-		return int64(x)
-	case uint64:
-		return x
-	case float32:
-		return float64(x)
-	case float64:
-		return x
-	case []byte:
-		return x
-	case string:
-		return x
-	case mysql.TypedBytes:
-		switch x.Type {
-		case mysql.MYSQL_TYPE_TINY_BLOB, mysql.MYSQL_TYPE_MEDIUM_BLOB, mysql.MYSQL_TYPE_LONG_BLOB, mysql.MYSQL_TYPE_BLOB, mysql.MYSQL_TYPE_BIT, mysql.MYSQL_TYPE_GEOMETRY:
-			return append([]byte(nil), x.Bytes...)
-		}
-		return string(x.Bytes)
-	}
-	return fmt.Sprint(a)
-}
-
-// paramsNotResent reports whether the COM_STMT_EXECUTE just read had its
-// new-params-bound flag clear (types omitted), which go-mysql does not
-// support: it leaves every argument nil.
-func (h *handler) paramsNotResent(n int, args []any) bool {
-	for _, a := range args {
-		if a != nil {
-			return false
-		}
-	}
-	head := h.wc.limit.head
-	pos := 1 + 4 + 1 + 4 + (n+7)/8 // command, statement id, flags, iteration count, NULL bitmap
-	return len(head) > pos && head[0] == mysql.COM_STMT_EXECUTE && head[pos] == 0
-}
-
-func (h *handler) HandleStmtClose(any) error { return nil }
-
-func (h *handler) HandleOtherCommand(cmd byte, data []byte) error {
-	switch cmd {
-	case mysql.COM_STATISTICS:
-		h.wc.replaceResponse(statisticsPacket(h.srv))
-		return nil
-	case mysql.COM_SET_OPTION:
-		return nil
-	case mysql.COM_RESET_CONNECTION:
-		h.sess.Reset()
-		h.syncStatus()
-		return nil
-	}
-	return newError(mysql.ER_UNKNOWN_COM_ERROR, "Unknown command")
-}
+var errNotDispatched = errors.New("server: command not dispatched by go-mysql")
 
 func statisticsPacket(s *Server) []byte {
 	s.mu.Lock()
@@ -239,7 +125,8 @@ func statisticsPacket(s *Server) []byte {
 
 var startTime = time.Now()
 
-// syncStatus mirrors the session's autocommit setting in the status flags.
+// syncStatus mirrors the session's autocommit setting, and the upstream
+// session's transaction, in the status flags of local answers.
 func (h *handler) syncStatus() {
 	if h.mc == nil {
 		return
@@ -248,6 +135,11 @@ func (h *handler) syncStatus() {
 		h.mc.SetStatus(mysql.SERVER_STATUS_AUTOCOMMIT)
 	} else {
 		h.mc.UnsetStatus(mysql.SERVER_STATUS_AUTOCOMMIT)
+	}
+	if h.up != nil && h.up.InTransaction() {
+		h.mc.SetStatus(mysql.SERVER_STATUS_IN_TRANS)
+	} else {
+		h.mc.UnsetStatus(mysql.SERVER_STATUS_IN_TRANS)
 	}
 }
 

@@ -20,6 +20,7 @@ import (
 	gms "github.com/go-mysql-org/go-mysql/server"
 
 	"github.com/q4mproxy/q4mproxy/sqlfront"
+	"github.com/q4mproxy/q4mproxy/upstream"
 )
 
 // Config configures a Server.
@@ -47,6 +48,9 @@ type Config struct {
 	// MaxConnections bounds the open connections; one more gets ERROR 1040.
 	// Zero means 151 (MySQL's default).
 	MaxConnections int
+	// Upstream, if set, is the MySQL/MariaDB server that runs every
+	// statement that is not about queue tables.
+	Upstream *upstream.Config
 	// Logger; nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -194,6 +198,16 @@ func (s *Server) handle(raw net.Conn) {
 	}
 	_ = raw.SetDeadline(time.Time{})
 	h.mc = mc
+	h.stmts = map[uint32]*pstmt{}
+	if s.cfg.Upstream != nil {
+		h.up = upstream.NewSession(s.cfg.Upstream, upstream.Login{
+			User:         mc.GetUser(),
+			Password:     s.cfg.Users[mc.GetUser()],
+			Capabilities: mc.Capability() & s.mysrv.Capability(),
+			Collation:    mc.Charset(),
+		})
+		defer h.up.Close()
+	}
 	id := mc.ConnectionID()
 	sess.SetConnID(id)
 	sess.SetUser(mc.GetUser(), host)
@@ -217,7 +231,7 @@ func (s *Server) handle(raw net.Conn) {
 		// its owned row goes back to the queue.
 		idleDeadline = time.Now().Add(sess.WaitTimeout())
 		_ = raw.SetReadDeadline(idleDeadline)
-		err := handleCommand(mc, wc)
+		err := h.serveCommand()
 		if ferr := wc.Flush(); ferr != nil && err == nil {
 			err = ferr
 		}
@@ -249,24 +263,6 @@ func (s *Server) running() bool {
 		}
 	}
 	return false
-}
-
-// handleCommand runs one command. An empty command packet makes go-mysql
-// panic before it dispatches anything; it is answered as MySQL answers it
-// (1047, Unknown command) and the connection goes on. Any other panic
-// propagates (and closes the connection).
-func handleCommand(mc *gms.Conn, wc *watchConn) (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			if !wc.limit.empty {
-				panic(r)
-			}
-			wc.limit.empty = false
-			err = mc.WriteValue(newError(mysql.ER_UNKNOWN_COM_ERROR, "Unknown command"))
-			mc.ResetSequence()
-		}
-	}()
-	return mc.HandleCommand()
 }
 
 // Kill carries out KILL [QUERY] id on behalf of user.

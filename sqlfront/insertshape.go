@@ -250,3 +250,26 @@ func equalFoldASCII(a, b string) bool {
 	}
 	return true
 }
+
+// insertShapeStmt returns the parsed shape of an INSERT text, through the
+// same cache (for routing, which needs only the statement's tables).
+func (s *Session) insertShapeStmt(sql string) (ast.StmtNode, bool) {
+	shape, args, ok := splitInsert(sql, s.shapeBuf[:0], s.shapeArgs[:0])
+	s.shapeBuf, s.shapeArgs = shape[:0], args[:0]
+	clear(args)
+	if !ok || len(shape) > maxCachedShapeSz {
+		return nil, false
+	}
+	st, cached := s.shapes[string(shape)]
+	if !cached {
+		st = s.prepareShape(string(shape), len(args))
+		if s.shapes == nil || len(s.shapes) >= maxCachedShapes {
+			s.shapes = make(map[string]*Stmt, maxCachedShapes)
+		}
+		s.shapes[string(shape)] = st
+	}
+	if st == nil {
+		return nil, false
+	}
+	return st.node, true
+}

@@ -34,6 +34,11 @@ type Config struct {
 	ValveStatus func() ([]string, [][]any)
 	// Kill, if set, carries out KILL [QUERY] id for a session of user.
 	Kill func(ctx context.Context, id uint64, query bool, user string) error
+	// Upstream says that q4mproxy stands in front of an upstream server,
+	// which owns databases and every table that is not a queue table:
+	// Route sends statements there, a database need not exist here to be
+	// used, and a queue table's database is created here on demand.
+	Upstream bool
 	// Logger; nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -161,11 +166,18 @@ func (s *Session) UseDB(name string) error {
 		s.db = "information_schema"
 		return nil
 	}
-	if !s.eng.db.HasDatabase(name) {
+	if !s.eng.cfg.Upstream && !s.eng.db.HasDatabase(name) {
 		return errorf(ErrCodeBadDB, "Unknown database '%s'", name)
 	}
 	s.db = name
 	return nil
+}
+
+// IsQueueTable reports whether name is a queue table of the current
+// database.
+func (s *Session) IsQueueTable(name string) bool {
+	_, err := s.eng.db.Table(s.db, name)
+	return err == nil
 }
 
 // Exec parses and executes one statement.
@@ -222,6 +234,9 @@ type Stmt struct {
 	node   ast.StmtNode
 	params int
 }
+
+// Text returns the statement's text as prepared.
+func (st *Stmt) Text() string { return st.node.Text() }
 
 // NumParams returns the number of ? placeholders.
 func (st *Stmt) NumParams() int { return st.params }
@@ -418,6 +433,13 @@ func (s *Session) createTable(ct *ast.CreateTableStmt) (*Result, error) {
 	sch, err := s.buildSchema(ct)
 	if err != nil {
 		return nil, err
+	}
+	if s.eng.cfg.Upstream && !s.eng.db.HasDatabase(db) {
+		// The upstream owns databases (the server has checked that it
+		// knows this one); the queue store keeps a namespace of its own.
+		if err := s.eng.db.CreateDatabase(db); err != nil && !errors.Is(err, queue.ErrDatabaseExists) {
+			return nil, &DatabaseError{Database: db, Err: err}
+		}
 	}
 	err = s.eng.db.CreateTable(db, name, encodeSchema(sch))
 	switch {

@@ -32,6 +32,7 @@ import (
 	"github.com/q4mproxy/q4mproxy/queue"
 	"github.com/q4mproxy/q4mproxy/server"
 	"github.com/q4mproxy/q4mproxy/sqlfront"
+	"github.com/q4mproxy/q4mproxy/upstream"
 	"github.com/q4mproxy/q4mproxy/valve"
 )
 
@@ -94,6 +95,7 @@ type Main struct {
 	CPUProfile       string
 	TLSCert, TLSKey  string
 	RequireSecure    bool
+	Upstream         string
 
 	log        *slog.Logger
 	db         *queue.DB
@@ -144,6 +146,7 @@ func (m *Main) ParseFlags(args []string, out io.Writer) error {
 	fs.BoolVar(&m.RequireSecure, "require-secure-transport", false, "refuse logins over plaintext connections (needs --tls-cert)")
 	fs.StringVar(&m.ConfigFile, "config", "", "TOML `file` configuring valves (Mvalve's throttling pipe run by the server); see README")
 	fs.BoolVar(&m.DefaultValve, "valve", false, "run one valve with Mvalve's defaults (tables q_emerg, q_timed, q_incoming, q_statslog in database test)")
+	fs.StringVar(&m.Upstream, "upstream", os.Getenv("Q4MPROXY_UPSTREAM"), "MySQL/MariaDB server (`host:port` or unix socket path) that runs every statement not about queue tables; clients' users log in there with the same name and password (default $Q4MPROXY_UPSTREAM, else none: queue tables only)")
 	version := fs.Bool("version", false, "print the version and exit")
 	fs.Usage = func() {
 		fmt.Fprintf(out, "Usage: q4mproxy [flags]\n\nA MySQL-protocol server emulating the Q4M queue engine.\n\nFlags:\n")
@@ -313,7 +316,12 @@ func (m *Main) Run(ctx context.Context) error {
 		}
 		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
+	var up *upstream.Config
+	if m.Upstream != "" {
+		up = &upstream.Config{Addr: m.Upstream, Logger: m.log.With("component", "upstream")}
+	}
 	srv := server.New(nil, server.Config{
+		Upstream:               up,
 		Version:                version,
 		Users:                  users,
 		TLS:                    tlsConfig,
@@ -333,6 +341,7 @@ func (m *Main) Run(ctx context.Context) error {
 		Port:             port,
 		Hostname:         hostname,
 		Kill:             srv.Kill,
+		Upstream:         up != nil,
 		Logger:           m.log,
 	})
 	srv.SetEngine(eng)
@@ -342,7 +351,7 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(l) }()
-	m.log.Info("listening", "addr", l.Addr().String(), "data_dir", m.DataDir, "version", Version)
+	m.log.Info("listening", "addr", l.Addr().String(), "data_dir", m.DataDir, "version", Version, "upstream", m.Upstream)
 	select {
 	case <-ctx.Done():
 		return nil

@@ -1,8 +1,8 @@
 #!/usr/bin/env perl
 # Server-side prepared statements from Perl. DBD::MariaDB sends the
-# parameter types with every execution and works throughout; DBD::mysql
-# 4.050 (libmariadb) sends them only with the first, which this server
-# refuses with 1210 rather than reading NULLs (see README).
+# parameter types with every execution; DBD::mysql 4.050 (libmariadb) sends
+# them only with the first, and the server keeps them for the later ones,
+# as MySQL does.
 use strict;
 use warnings;
 use DBI;
@@ -15,15 +15,10 @@ my $dbh = DBI->connect($dsn, $ENV{DBI_USER}, $ENV{DBI_PASSWORD}, {RaiseError => 
 ok $dbh->do("CREATE TABLE sp (v int, s varchar(20)) ENGINE=queue"), 'create';
 my $ins = $dbh->prepare("INSERT INTO sp (v, s) VALUES (?, ?)");
 ok $ins->execute(1, "one"), 'first execution';
-my $second = $ins->execute(2, "two");
-if ($drv eq 'MariaDB') {
-    ok $second, 'second execution (types resent)';
-} else {
-    ok !$second, 'second execution refused';
-    is $dbh->err, 1210, 'with 1210';
-}
+ok $ins->execute(2, "two"), 'second execution (types resent or kept)';
+ok $ins->execute(undef, "three"), 'a NULL parameter';
 my $rows = $dbh->selectall_arrayref("SELECT v, s FROM sp");
-is_deeply $rows, ($drv eq 'MariaDB' ? [[1, 'one'], [2, 'two']] : [[1, 'one']]), 'no NULLs stored';
+is_deeply $rows, [[1, 'one'], [2, 'two'], [undef, 'three']], 'every execution stored its own values';
 my ($r) = $dbh->selectrow_array("SELECT queue_wait(?, ?)", undef, 'sp', 0);
 is $r, 1, 'queue_wait through a prepared statement';
 done_testing;

@@ -1,0 +1,390 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"github.com/go-mysql-org/go-mysql/mysql"
+	gms "github.com/go-mysql-org/go-mysql/server"
+
+	"github.com/q4mproxy/q4mproxy/sqlfront"
+	"github.com/q4mproxy/q4mproxy/upstream"
+)
+
+// The command loop is q4mproxy's own: go-mysql logs the client in and
+// reads and writes packets, but each command is read here and either
+// answered from a sqlfront session or relayed to the upstream, so that a
+// forwarded command (a prepared statement's execution above all) reaches
+// the upstream byte for byte.
+
+// noReply is returned by a command that wrote its answer itself, or has
+// none (COM_STMT_CLOSE, COM_STMT_SEND_LONG_DATA).
+type noReplyT struct{}
+
+var noReply any = noReplyT{}
+
+// serveCommand reads one command and answers it. An error means the
+// connection must be closed.
+func (h *handler) serveCommand() error {
+	data, err := h.mc.ReadPacket()
+	if err != nil {
+		h.mc.Close()
+		return err
+	}
+	var v any
+	if len(data) == 0 {
+		v = newError(mysql.ER_UNKNOWN_COM_ERROR, "Unknown command")
+	} else if v, err = h.dispatch(data[0], data[1:]); err != nil {
+		h.mc.Close()
+		return err
+	}
+	if v != noReply {
+		err = h.mc.WriteValue(v)
+	}
+	h.mc.ResetSequence()
+	if err != nil {
+		h.mc.Close()
+	}
+	return err
+}
+
+// dispatch answers one command: it returns what go-mysql is to write
+// (a result, an error, nil for OK, or noReply), or an error that ends the
+// connection.
+func (h *handler) dispatch(cmd byte, data []byte) (any, error) {
+	switch cmd {
+	case mysql.COM_QUIT:
+		h.mc.Close()
+		return noReply, nil
+	case mysql.COM_QUERY:
+		return h.query(data)
+	case mysql.COM_PING:
+		return nil, nil
+	case mysql.COM_INIT_DB:
+		return h.initDB(data)
+	case mysql.COM_FIELD_LIST:
+		table, wildcard, _ := bytes.Cut(data, []byte{0})
+		if h.up != nil && !h.sess.IsQueueTable(string(table)) {
+			return h.forward(cmd, data)
+		}
+		return h.fieldList(string(table), string(wildcard)), nil
+	case mysql.COM_STMT_PREPARE:
+		return h.prepare(data)
+	case mysql.COM_STMT_EXECUTE:
+		return h.execute(data)
+	case mysql.COM_STMT_SEND_LONG_DATA:
+		if p := h.stmt(data); p != nil {
+			if p.local == nil {
+				return h.forward(cmd, data)
+			}
+			p.addLongData(data[4:])
+		}
+		return noReply, nil
+	case mysql.COM_STMT_CLOSE:
+		if p := h.stmt(data); p != nil {
+			delete(h.stmts, binary.LittleEndian.Uint32(data))
+			if p.local == nil {
+				return h.forward(cmd, data)
+			}
+		}
+		return noReply, nil
+	case mysql.COM_STMT_RESET:
+		p := h.stmt(data)
+		switch {
+		case p == nil:
+			return unknownStmt(data, "mysqld_stmt_reset"), nil
+		case p.local == nil:
+			return h.forward(cmd, data)
+		}
+		p.long = nil
+		return nil, nil
+	case mysql.COM_STMT_FETCH:
+		p := h.stmt(data)
+		switch {
+		case p == nil:
+			return unknownStmt(data, "mysqld_stmt_fetch"), nil
+		case p.local == nil:
+			return h.forward(cmd, data)
+		}
+		return newError(1421, fmt.Sprintf("The statement (%d) has no open cursor.", binary.LittleEndian.Uint32(data))), nil
+	case mysql.COM_SET_OPTION:
+		if h.up != nil && h.up.Connected() {
+			return h.forward(cmd, data)
+		}
+		return noReply, h.writeEOF()
+	case mysql.COM_RESET_CONNECTION:
+		h.sess.Reset()
+		clear(h.stmts)
+		h.lastUpstream = false
+		if h.up != nil && h.up.Connected() {
+			v, err := h.forward(cmd, data)
+			h.syncStatus()
+			return v, err
+		}
+		h.syncStatus()
+		return nil, nil
+	case mysql.COM_STATISTICS:
+		h.wc.replaceResponse(statisticsPacket(h.srv))
+		return nil, nil
+	}
+	return newError(mysql.ER_UNKNOWN_COM_ERROR, "Unknown command"), nil
+}
+
+// query runs COM_QUERY where Route says.
+func (h *handler) query(data []byte) (any, error) {
+	q := string(data)
+	route, err := h.sess.Route(q)
+	if err != nil {
+		return h.toError(err), nil
+	}
+	if route == sqlfront.RouteLastSide {
+		route = sqlfront.RouteLocal
+		if h.lastUpstream {
+			route = sqlfront.RouteUpstream
+		}
+	}
+	switch route {
+	case sqlfront.RouteUpstream:
+		return h.forward(mysql.COM_QUERY, data)
+	case sqlfront.RouteBoth:
+		v, res, err := h.forwardResult(mysql.COM_QUERY, data)
+		if h.upDown {
+			break // the upstream cannot be reached: session state applies here at least
+		}
+		if err == nil && v == noReply && res.Err == nil {
+			// The upstream accepted it: apply it here too. What only the
+			// upstream knows (its own variables) is not an error here.
+			if _, lerr := h.run(q, func(ctx context.Context) (*sqlfront.Result, error) { return h.sess.Exec(ctx, q) }); lerr != nil {
+				h.log.Debug("session statement not applied locally", "err", lerr)
+			}
+			h.syncStatus()
+		}
+		return v, err
+	}
+	h.lastUpstream = false
+	r, err := h.run(q, func(ctx context.Context) (*sqlfront.Result, error) {
+		return h.sess.Exec(ctx, q)
+	})
+	h.syncStatus()
+	if err != nil {
+		return h.toError(err), nil
+	}
+	return toResult(r, false), nil
+}
+
+func (h *handler) initDB(data []byte) (any, error) {
+	name := string(data)
+	if h.up == nil {
+		if err := h.sess.UseDB(name); err != nil {
+			return h.toError(err), nil
+		}
+		return nil, nil
+	}
+	v, res, err := h.forwardResult(mysql.COM_INIT_DB, data)
+	if err == nil && v == noReply && res.Err == nil {
+		_ = h.sess.UseDB(name)
+	}
+	return v, err
+}
+
+func (h *handler) fieldList(table, wildcard string) any {
+	cols, err := h.sess.FieldList(table, wildcard)
+	if err != nil {
+		return h.toError(err)
+	}
+	return fieldList(cols)
+}
+
+// forward relays a command to the upstream; see forwardResult.
+func (h *handler) forward(cmd byte, data []byte) (any, error) {
+	v, _, err := h.forwardResult(cmd, data)
+	return v, err
+}
+
+// forwardResult relays a command to the upstream and reports how it
+// ended there. A lost upstream connection ends the client's connection
+// too (its owned row goes back, and it sees a lost connection, as when
+// its mysqld dies).
+func (h *handler) forwardResult(cmd byte, data []byte) (any, upstream.Result, error) {
+	if h.up == nil {
+		return newError(mysql.ER_NOT_SUPPORTED_YET, "This version of q4mproxy doesn't yet support this command without --upstream"), upstream.Result{}, nil
+	}
+	if h.srv.shutting.Load() {
+		return h.toError(errShutdown), upstream.Result{}, nil
+	}
+	ctx, cancel := context.WithCancelCause(h.ctx)
+	defer cancel(nil)
+	h.setCancel(cancel)
+	defer h.setCancel(nil)
+	var res upstream.Result
+	var err error
+	h.upDown = false
+	if cmd == mysql.COM_STMT_PREPARE {
+		res, err = h.up.Prepare(ctx, h, h.sess.Database(), h.stmtSeq, data)
+	} else {
+		res, err = h.up.Forward(ctx, h, h.sess.Database(), cmd, data)
+	}
+	h.lastUpstream = true
+	h.syncStatus()
+	var me *mysql.MyError
+	switch {
+	case err == nil:
+		return noReply, res, nil
+	case errors.Is(err, upstream.ErrUnknownStmt):
+		return unknownStmt(data, "mysqld_stmt_execute"), res, nil
+	case errors.As(err, &me):
+		return me, res, nil // the upstream refused the login: its own error
+	case errors.Is(err, upstream.ErrUnavailable):
+		h.upDown = true
+		h.log.Warn("upstream unavailable", "err", err)
+		return newError(2003, fmt.Sprintf("Can't connect to MySQL server on '%s' (upstream of q4mproxy)", h.srv.cfg.Upstream.Addr)), res, nil
+	}
+	return nil, res, err
+}
+
+func (h *handler) setCancel(cancel context.CancelCauseFunc) {
+	if h.c == nil {
+		return
+	}
+	h.c.mu.Lock()
+	h.c.cancelQuery = cancel
+	h.c.mu.Unlock()
+}
+
+// WritePacket writes a packet relayed from the upstream (upstream.Client):
+// the header's sequence number is the client connection's.
+func (h *handler) WritePacket(pkt []byte) error {
+	pkt[3] = h.mc.Sequence
+	h.mc.Sequence++
+	_, err := h.mc.Conn.Conn.Write(pkt)
+	return err
+}
+
+// ReadPacket reads a packet the client sends during a relayed command
+// (upstream.Client).
+func (h *handler) ReadPacket() ([]byte, error) { return h.mc.ReadPacket() }
+
+var _ upstream.Client = (*handler)(nil)
+
+func (h *handler) writeEOF() error {
+	data := make([]byte, 4, 9)
+	st := uint16(0)
+	if h.sess.AutoCommit() {
+		st |= mysql.SERVER_STATUS_AUTOCOMMIT
+	}
+	if h.up != nil && h.up.InTransaction() {
+		st |= mysql.SERVER_STATUS_IN_TRANS
+	}
+	data = append(data, mysql.EOF_HEADER, 0, 0, byte(st), byte(st>>8))
+	return h.mc.WritePacket(data)
+}
+
+// pstmt is a prepared statement of the connection: local (a sqlfront
+// statement) or forwarded (the upstream knows it by the same id).
+type pstmt struct {
+	local  *sqlfront.Stmt
+	both   string // a forwarded statement of session state (USE, SET), applied here too
+	params int
+	types  []byte         // parameter types of the last execution that sent them
+	long   map[int][]byte // COM_STMT_SEND_LONG_DATA, by parameter
+}
+
+func (p *pstmt) addLongData(data []byte) {
+	if len(data) < 2 {
+		return
+	}
+	i := int(binary.LittleEndian.Uint16(data))
+	if i >= p.params {
+		return
+	}
+	if p.long == nil {
+		p.long = map[int][]byte{}
+	}
+	p.long[i] = append(p.long[i], data[2:]...)
+}
+
+func (h *handler) stmt(data []byte) *pstmt {
+	if len(data) < 4 {
+		return nil
+	}
+	return h.stmts[binary.LittleEndian.Uint32(data)]
+}
+
+func unknownStmt(data []byte, where string) error {
+	var id uint32
+	if len(data) >= 4 {
+		id = binary.LittleEndian.Uint32(data)
+	}
+	return newError(mysql.ER_UNKNOWN_STMT_HANDLER, fmt.Sprintf("Unknown prepared statement handler (%d) given to %s", id, where))
+}
+
+func (h *handler) prepare(data []byte) (any, error) {
+	q := string(data)
+	route, err := h.sess.RoutePrepared(q)
+	if err != nil {
+		return h.toError(err), nil
+	}
+	h.stmtSeq++
+	id := h.stmtSeq
+	if route == sqlfront.RouteUpstream || route == sqlfront.RouteBoth {
+		v, res, err := h.forwardResult(mysql.COM_STMT_PREPARE, data)
+		if err == nil && v == noReply && res.Err == nil {
+			p := &pstmt{params: res.Params}
+			if route == sqlfront.RouteBoth {
+				p.both = q // session state: applied here too after each execution
+			}
+			h.stmts[id] = p
+		}
+		return v, err
+	}
+	st, err := h.sess.Prepare(q)
+	if err != nil {
+		return h.toError(err), nil
+	}
+	h.stmts[id] = &pstmt{local: st, params: st.NumParams()}
+	return &gms.Stmt{Query: q, PreparedStmt: preparedStmt(id, st.NumParams())}, nil
+}
+
+func (h *handler) execute(data []byte) (any, error) {
+	p := h.stmt(data)
+	switch {
+	case p == nil:
+		return unknownStmt(data, "mysqld_stmt_execute"), nil
+	case p.local == nil && p.both == "":
+		return h.forward(mysql.COM_STMT_EXECUTE, data)
+	case p.local == nil:
+		args, berr := p.bind(data[4:])
+		p.long = nil
+		v, res, err := h.forwardResult(mysql.COM_STMT_EXECUTE, data)
+		if err == nil && v == noReply && res.Err == nil && berr == nil {
+			if _, lerr := h.run(p.both, func(ctx context.Context) (*sqlfront.Result, error) {
+				st, err := h.sess.Prepare(p.both)
+				if err != nil {
+					return nil, err
+				}
+				return h.sess.Execute(ctx, st, args)
+			}); lerr != nil {
+				h.log.Debug("session statement not applied locally", "err", lerr)
+			}
+			h.syncStatus()
+		}
+		return v, err
+	}
+	args, err := p.bind(data[4:])
+	p.long = nil
+	if err != nil {
+		return newError(mysql.ER_WRONG_ARGUMENTS, "Incorrect arguments to mysqld_stmt_execute"), nil
+	}
+	h.lastUpstream = false
+	r, err := h.run(p.local.Text(), func(ctx context.Context) (*sqlfront.Result, error) {
+		return h.sess.Execute(ctx, p.local, args)
+	})
+	h.syncStatus()
+	if err != nil {
+		return h.toError(err), nil
+	}
+	return toResult(r, true), nil
+}

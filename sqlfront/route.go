@@ -1,0 +1,210 @@
+package sqlfront
+
+import (
+	"strings"
+
+	"github.com/pingcap/tidb/pkg/parser/ast"
+)
+
+// Route says where a statement runs when q4mproxy stands in front of an
+// upstream server (Config.Upstream).
+type Route int
+
+// The routes.
+const (
+	// RouteLocal: q4mproxy executes it (queue tables, queue functions,
+	// KILL, CONNECTION_ID(), SHOW ENGINE QUEUE STATUS).
+	RouteLocal Route = iota
+	// RouteUpstream: the upstream executes the text as the client sent it.
+	RouteUpstream
+	// RouteBoth: session state (USE, SET): the upstream first, then, if it
+	// accepted the statement, q4mproxy applies it too.
+	RouteBoth
+	// RouteLastSide: answered by the side that ran the previous statement
+	// (LAST_INSERT_ID(), ROW_COUNT(), FOUND_ROWS(), SHOW WARNINGS).
+	RouteLastSide
+)
+
+func (r Route) String() string {
+	return [...]string{"local", "upstream", "both", "last-side"}[r]
+}
+
+// Route decides where sql runs. It is the one place that decision is made;
+// an error is the answer to a statement that mixes the two sides (1235) or
+// would create a table that exists on the other side (1050). Without an
+// upstream everything is local.
+func (s *Session) Route(sql string) (Route, error) {
+	if !s.eng.cfg.Upstream {
+		return RouteLocal, nil
+	}
+	if isLocalShow(sql) {
+		return RouteLocal, nil
+	}
+	if st, ok := s.insertShapeStmt(sql); ok {
+		return s.routeStmt(st)
+	}
+	st, err := s.parseOne(sql)
+	if err != nil {
+		// Syntax q4mproxy does not know (or several statements): the
+		// upstream reads it as the client sent it.
+		return RouteUpstream, nil
+	}
+	return s.routeStmt(st)
+}
+
+// RoutePrepared decides where a statement to prepare runs: as Route, but
+// a function asked of the last side is the upstream's (the statement may
+// run at any later time).
+func (s *Session) RoutePrepared(sql string) (Route, error) {
+	r, err := s.Route(sql)
+	if r == RouteLastSide {
+		r = RouteUpstream
+	}
+	return r, err
+}
+
+// isLocalShow matches the SHOW statements only q4mproxy knows.
+func isLocalShow(sql string) bool {
+	t := strings.TrimLeft(sql, " \t\r\n")
+	if len(t) < 4 || !strings.EqualFold(t[:4], "show") {
+		return false
+	}
+	f := strings.Fields(strings.ToLower(strings.TrimRight(strings.TrimSpace(sql), "; \t\n")))
+	return len(f) == 4 && f[1] == "engine" && f[2] == "queue" ||
+		len(f) == 3 && f[1] == "valve" && f[2] == "status"
+}
+
+func (s *Session) routeStmt(stmt ast.StmtNode) (Route, error) {
+	switch x := stmt.(type) {
+	case *ast.UseStmt:
+		return RouteBoth, nil
+	case *ast.SetStmt:
+		v := &routeVisitor{}
+		x.Accept(v)
+		if len(v.tables) > 0 || v.queueFuncs {
+			return RouteUpstream, nil // SET @a = (SELECT ...): the upstream's value
+		}
+		return RouteBoth, nil
+	case *ast.KillStmt:
+		return RouteLocal, nil // one thread-id space: q4mproxy's
+	case *ast.CreateTableStmt:
+		return s.routeCreate(x)
+	case *ast.CreateDatabaseStmt:
+		return RouteUpstream, nil
+	case *ast.DropDatabaseStmt:
+		return RouteBoth, nil
+	case *ast.ShowStmt:
+		return s.routeShow(x)
+	case *ast.ExplainStmt:
+		if sh, ok := x.Stmt.(*ast.ShowStmt); ok { // DESCRIBE t
+			return s.routeShow(sh)
+		}
+	case *ast.BeginStmt, *ast.CommitStmt, *ast.RollbackStmt, *ast.SavepointStmt, *ast.ReleaseSavepointStmt:
+		return RouteUpstream, nil
+	}
+	v := &routeVisitor{}
+	stmt.Accept(v)
+	local, remote := s.splitTables(v.tables)
+	switch {
+	case len(local) > 0 && len(remote) == 0:
+		return RouteLocal, nil
+	case len(local) > 0:
+		return RouteLocal, errorf(ErrCodeNotSupported,
+			"This version of q4mproxy doesn't yet support statements that mix queue tables (%s) with tables of the upstream server (%s)",
+			strings.Join(local, ", "), strings.Join(remote, ", "))
+	case len(remote) > 0 && v.queueFuncs:
+		return RouteLocal, errorf(ErrCodeNotSupported,
+			"This version of q4mproxy doesn't yet support queue functions in statements on tables of the upstream server (%s)",
+			strings.Join(remote, ", "))
+	case len(remote) > 0:
+		return RouteUpstream, nil
+	case v.queueFuncs || v.connID:
+		return RouteLocal, nil
+	case v.lastSide:
+		return RouteLastSide, nil
+	}
+	return RouteUpstream, nil
+}
+
+func (s *Session) routeCreate(ct *ast.CreateTableStmt) (Route, error) {
+	queueEngine := false
+	for _, opt := range ct.Options {
+		if opt.Tp == ast.TableOptionEngine && strings.EqualFold(opt.StrValue, "queue") {
+			queueEngine = true
+		}
+	}
+	if queueEngine {
+		return RouteLocal, nil
+	}
+	db := ct.Table.Schema.O
+	if db == "" {
+		db = s.db
+	}
+	if _, err := s.eng.db.Table(db, ct.Table.Name.O); err == nil && ct.TemporaryKeyword == ast.TemporaryNone {
+		if ct.IfNotExists {
+			return RouteLocal, nil // a note, as for any existing table
+		}
+		return RouteLocal, errorf(ErrCodeTableExists, "Table '%s' already exists", ct.Table.Name.O)
+	}
+	return RouteUpstream, nil
+}
+
+func (s *Session) routeShow(sh *ast.ShowStmt) (Route, error) {
+	switch sh.Tp {
+	case ast.ShowWarnings, ast.ShowErrors:
+		return RouteLastSide, nil
+	case ast.ShowEngines:
+		return RouteUpstream, nil
+	}
+	if sh.Table != nil {
+		if local, _ := s.splitTables([]*ast.TableName{sh.Table}); len(local) > 0 {
+			return RouteLocal, nil
+		}
+	}
+	return RouteUpstream, nil
+}
+
+// splitTables sorts names into local queue tables and the rest.
+func (s *Session) splitTables(tables []*ast.TableName) (local, remote []string) {
+	for _, tn := range tables {
+		db := tn.Schema.O
+		if db == "" {
+			db = s.db
+		}
+		name := tn.Name.O
+		if _, err := s.eng.db.Table(db, name); err == nil {
+			local = append(local, name)
+			continue
+		}
+		remote = append(remote, name)
+	}
+	return local, remote
+}
+
+// routeVisitor collects what routing looks at: tables, queue functions,
+// and functions whose answer belongs to one side.
+type routeVisitor struct {
+	tables     []*ast.TableName
+	queueFuncs bool
+	connID     bool
+	lastSide   bool
+}
+
+func (v *routeVisitor) Enter(n ast.Node) (ast.Node, bool) {
+	switch x := n.(type) {
+	case *ast.TableName:
+		v.tables = append(v.tables, x)
+	case *ast.FuncCallExpr:
+		switch name := x.FnName.L; {
+		case isQueueFunc(name):
+			v.queueFuncs = true
+		case name == "connection_id":
+			v.connID = true
+		case name == "last_insert_id" || name == "row_count" || name == "found_rows":
+			v.lastSide = true
+		}
+	}
+	return n, false
+}
+
+func (v *routeVisitor) Leave(n ast.Node) (ast.Node, bool) { return n, true }
