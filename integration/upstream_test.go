@@ -272,3 +272,42 @@ func vmHWM(t testing.TB, s *server) int {
 	t.Fatal("no VmHWM")
 	return 0
 }
+
+// The upstream closes a session's connection (restart, wait_timeout, an
+// operator's KILL): a session with nothing to lose reconnects quietly at
+// its next statement; one with state to lose (a user variable) loses its
+// connection as with a dying mysqld, and its owned row goes back.
+func TestUpstreamConnectionLoss(t *testing.T) {
+	s := startUpstreamServer(t)
+	direct := openMariaDB(t, "root", "", "")
+	killUpstream := func(g *gconn) {
+		t.Helper()
+		id := g.value("SELECT @@pseudo_thread_id") // the upstream connection's id
+		if _, err := direct.Exec("KILL CONNECTION " + id); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 30*time.Second, "the upstream connection to go", func() bool {
+			var n int
+			_ = direct.QueryRow("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE ID = " + id).Scan(&n)
+			return n == 0
+		})
+	}
+
+	g := newGConn(t, s, driverModes[1])
+	g.exec("CREATE TABLE lq (v INT) ENGINE=queue")
+	g.exec("INSERT INTO lq VALUES (1)")
+	killUpstream(g)
+	g.wantValue("2", "SELECT 1 + 1") // quietly on a new upstream connection
+
+	g.wantValue("1", "SELECT queue_wait('lq', 5)") // owns row 1
+	g.exec("SET @state = 'precious'")
+	killUpstream(g)
+	_, err := g.rowsErr("SELECT @state")
+	if err == nil {
+		t.Fatal("a session that lost its user variables went on as if nothing happened")
+	}
+	// Its connection is gone, and with it the owned row: another consumer gets it.
+	other := newGConn(t, s, driverModes[1])
+	other.wantValue("1", "SELECT queue_wait('lq', 10)")
+	other.wantRows("SELECT v FROM lq", nil, []string{"1"})
+}

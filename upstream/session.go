@@ -11,11 +11,13 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/go-mysql-org/go-mysql/client"
 	"github.com/go-mysql-org/go-mysql/mysql"
 	"github.com/pingcap/tidb/pkg/parser/charset"
+	"golang.org/x/sys/unix"
 )
 
 // Config says where the upstream server is.
@@ -92,11 +94,6 @@ var optionalCaps = []uint32{
 	mysql.CLIENT_SESSION_TRACK,
 }
 
-// idleCheck: an upstream connection idle for longer is checked for a
-// close by the server (restart, wait_timeout) before a command is sent, so
-// that a session with nothing to lose reconnects quietly.
-const idleCheck = time.Second
-
 // Session is one client's upstream connection. It is used by the client's
 // connection goroutine only, except KillQuery.
 type Session struct {
@@ -111,7 +108,6 @@ type Session struct {
 	br       *bufio.Reader
 	buf      []byte
 	seq      byte // next sequence number towards the upstream
-	lastUsed time.Time
 	status   uint16
 	warnings uint16
 
@@ -219,7 +215,6 @@ func (s *Session) connect(ctx context.Context, db string) error {
 	s.mu.Unlock()
 	s.br = bufio.NewReaderSize(c, 64<<10)
 	s.status = mysql.SERVER_STATUS_AUTOCOMMIT
-	s.lastUsed = time.Now()
 	clear(s.stmts)
 	for _, q := range s.replay {
 		if err := s.simple(mysql.COM_QUERY, []byte(q)); err != nil {
@@ -248,7 +243,10 @@ func collationName(id uint8) (string, bool) {
 
 // ensure makes sure a usable connection is open before a command.
 func (s *Session) ensure(ctx context.Context, db string) error {
-	if s.conn != nil && time.Since(s.lastUsed) >= idleCheck && !s.alive() {
+	// Before each command, a check that costs one non-blocking read: has
+	// the server closed the connection meanwhile (restart, wait_timeout,
+	// KILL)? Then a session with nothing to lose reconnects quietly.
+	if s.conn != nil && !s.alive() {
 		s.log.Info("upstream connection was closed by the server", "thread_id", s.threadID)
 		lost := s.sticky || s.status&statusInTrans != 0
 		s.Close()
@@ -265,16 +263,29 @@ func (s *Session) ensure(ctx context.Context, db string) error {
 }
 
 // alive checks without blocking that the server has not closed the
-// connection (it sends nothing unasked; EOF or an error means it is gone).
+// connection: it sends nothing unasked, so pending bytes (a goodbye error
+// packet) or EOF mean it is gone. A peek on the socket costs one syscall;
+// a deadline in the past would not even read.
 func (s *Session) alive() bool {
 	if s.br.Buffered() > 0 {
 		return false
 	}
-	_ = s.conn.SetReadDeadline(time.Now())
-	_, err := s.br.Peek(1)
-	_ = s.conn.SetReadDeadline(time.Time{})
-	var ne net.Error
-	return errors.As(err, &ne) && ne.Timeout()
+	sc, ok := s.conn.(syscall.Conn)
+	if !ok {
+		return true // TLS or another wrapper: the command itself will tell
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return true
+	}
+	alive := true
+	var b [1]byte
+	_ = rc.Read(func(fd uintptr) bool {
+		n, _, err := unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+		alive = n < 0 && (err == unix.EAGAIN || err == unix.EWOULDBLOCK)
+		return true // never wait for readiness
+	})
+	return alive
 }
 
 // ErrUnknownStmt: a prepared statement id the upstream connection does not
@@ -299,7 +310,6 @@ func (s *Session) Prepare(ctx context.Context, c Client, db string, id uint32, q
 		return Result{}, s.lost(err)
 	}
 	r, err := s.relayPrepare(c, id)
-	s.lastUsed = time.Now()
 	if err != nil {
 		return r, s.lost(err)
 	}
@@ -406,7 +416,6 @@ func (s *Session) Forward(ctx context.Context, c Client, db string, cmd byte, pa
 	default: // COM_INIT_DB, COM_STMT_RESET, COM_RESET_CONNECTION, COM_SET_OPTION, ...
 		r, err = s.relayResult(c, false)
 	}
-	s.lastUsed = time.Now()
 	if err != nil {
 		return r, s.lost(err)
 	}
