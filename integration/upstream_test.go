@@ -76,6 +76,21 @@ func TestUpstreamMixedGoDriver(t *testing.T) {
 			_, err = g.rowsErr("SELECT * FROM " + users + " JOIN " + jobs)
 			wantMySQLError(t, err, 1235, "42000", "This version of q4mproxy doesn't yet support statements that mix queue tables", true)
 			g.wantValue("2", "SELECT COUNT(*) FROM "+users)
+			// One catalog: both sides' tables.
+			tables := map[string]bool{}
+			for _, r := range g.rows("SHOW TABLES") {
+				tables[r[0]] = true
+			}
+			if !tables[users] || !tables[jobs] {
+				t.Errorf("SHOW TABLES lacks %s or %s: %v", users, jobs, tables)
+			}
+			g.wantRows("SHOW FULL TABLES LIKE '"+jobs+"'", nil, []string{jobs, "BASE TABLE"})
+			for _, want := range [][2]string{{users, "InnoDB"}, {jobs, "QUEUE"}} {
+				rows := g.rows("SHOW TABLE STATUS LIKE '" + want[0] + "'")
+				if len(rows) != 1 || len(rows[0]) < 2 || !strings.EqualFold(rows[0][1], want[1]) {
+					t.Errorf("SHOW TABLE STATUS LIKE %q: %v, want engine %s", want[0], rows, want[1])
+				}
+			}
 			// A table of either side cannot be created again on the other.
 			_, err = g.execErr("CREATE TABLE " + jobs + " (id INT) ENGINE=InnoDB")
 			wantMySQLError(t, err, 1050, "42S01", "Table '"+jobs+"' already exists", false)

@@ -149,6 +149,8 @@ func (h *handler) query(data []byte) (any, error) {
 	switch route {
 	case sqlfront.RouteUpstream:
 		return h.forward(mysql.COM_QUERY, data)
+	case sqlfront.RouteMerge:
+		return h.merge(q, false)
 	case sqlfront.RouteBoth:
 		v, res, err := h.forwardResult(mysql.COM_QUERY, data)
 		if h.upDown {
@@ -173,6 +175,37 @@ func (h *handler) query(data []byte) (any, error) {
 		return h.toError(err), nil
 	}
 	return toResult(r, false), nil
+}
+
+// merge answers a catalog statement with the rows of both sides, in the
+// text or (executing a prepared statement) the binary protocol.
+func (h *handler) merge(q string, binaryProto bool) (any, error) {
+	if h.srv.shutting.Load() {
+		return h.toError(errShutdown), nil
+	}
+	ctx, cancel := context.WithCancelCause(h.ctx)
+	defer cancel(nil)
+	h.setCancel(cancel)
+	defer h.setCancel(nil)
+	cols, rows, err := h.up.Query(ctx, h.sess.Database(), q)
+	h.lastUpstream = true
+	h.syncStatus()
+	var me *mysql.MyError
+	switch {
+	case errors.As(err, &me):
+		return me, nil
+	case errors.Is(err, upstream.ErrUnavailable):
+		return newError(2003, fmt.Sprintf("Can't connect to MySQL server on '%s' (upstream of q4mproxy)", h.srv.cfg.Upstream.Addr)), nil
+	case err != nil:
+		return nil, err
+	case cols == nil:
+		return nil, nil
+	}
+	local, lerr := h.sess.Exec(ctx, q)
+	if lerr != nil {
+		local = nil // no queue tables in that database
+	}
+	return toResult(sqlfront.MergeRows(cols, rows, local), binaryProto), nil
 }
 
 func (h *handler) initDB(data []byte) (any, error) {
@@ -287,6 +320,7 @@ func (h *handler) writeEOF() error {
 type pstmt struct {
 	local  *sqlfront.Stmt
 	both   string // a forwarded statement of session state (USE, SET), applied here too
+	merge  bool   // a catalog statement answered with both sides' rows
 	params int
 	types  []byte         // parameter types of the last execution that sent them
 	long   map[int][]byte // COM_STMT_SEND_LONG_DATA, by parameter
@@ -344,7 +378,7 @@ func (h *handler) prepare(data []byte) (any, error) {
 	if err != nil {
 		return h.toError(err), nil
 	}
-	h.stmts[id] = &pstmt{local: st, params: st.NumParams()}
+	h.stmts[id] = &pstmt{local: st, params: st.NumParams(), merge: route == sqlfront.RouteMerge}
 	return &gms.Stmt{Query: q, PreparedStmt: preparedStmt(id, st.NumParams())}, nil
 }
 
@@ -377,6 +411,9 @@ func (h *handler) execute(data []byte) (any, error) {
 	p.long = nil
 	if err != nil {
 		return newError(mysql.ER_WRONG_ARGUMENTS, "Incorrect arguments to mysqld_stmt_execute"), nil
+	}
+	if p.merge && p.params == 0 {
+		return h.merge(p.local.Text(), true)
 	}
 	h.lastUpstream = false
 	r, err := h.run(p.local.Text(), func(ctx context.Context) (*sqlfront.Result, error) {

@@ -1,6 +1,7 @@
 package sqlfront
 
 import (
+	"sort"
 	"strings"
 
 	"github.com/pingcap/tidb/pkg/parser/ast"
@@ -23,10 +24,14 @@ const (
 	// RouteLastSide: answered by the side that ran the previous statement
 	// (LAST_INSERT_ID(), ROW_COUNT(), FOUND_ROWS(), SHOW WARNINGS).
 	RouteLastSide
+	// RouteMerge: catalog statements (SHOW TABLES, SHOW TABLE STATUS) whose
+	// answer lists both sides: the upstream's rows and the local ones,
+	// merged with MergeRows.
+	RouteMerge
 )
 
 func (r Route) String() string {
-	return [...]string{"local", "upstream", "both", "last-side"}[r]
+	return [...]string{"local", "upstream", "both", "last-side", "merge"}[r]
 }
 
 // Route decides where sql runs. It is the one place that decision is made;
@@ -155,6 +160,8 @@ func (s *Session) routeShow(sh *ast.ShowStmt) (Route, error) {
 		return RouteLastSide, nil
 	case ast.ShowEngines:
 		return RouteUpstream, nil
+	case ast.ShowTables, ast.ShowTableStatus:
+		return RouteMerge, nil
 	}
 	if sh.Table != nil {
 		if local, _ := s.splitTables([]*ast.TableName{sh.Table}); len(local) > 0 {
@@ -208,3 +215,37 @@ func (v *routeVisitor) Enter(n ast.Node) (ast.Node, bool) {
 }
 
 func (v *routeVisitor) Leave(n ast.Node) (ast.Node, bool) { return n, true }
+
+// MergeRows merges a catalog answer of the upstream (column names and rows)
+// with the local one: the upstream's columns, local values placed by column
+// name (NULL where the local answer has no such column), rows ordered by
+// their first column, as a server lists tables.
+func MergeRows(upCols []string, upRows [][]any, local *Result) *Result {
+	r := &Result{Columns: textColumns(upCols...), Rows: upRows}
+	if local.HasRows() {
+		idx := make([]int, len(upCols))
+		for i, name := range upCols {
+			idx[i] = -1
+			for j, c := range local.Columns {
+				if strings.EqualFold(c.Name, name) {
+					idx[i] = j
+				}
+			}
+		}
+		for _, lr := range local.Rows {
+			row := make([]any, len(upCols))
+			for i, j := range idx {
+				if j >= 0 {
+					row[i] = lr[j]
+				}
+			}
+			r.Rows = append(r.Rows, row)
+		}
+	}
+	sort.SliceStable(r.Rows, func(i, j int) bool {
+		a, _ := r.Rows[i][0].(string)
+		b, _ := r.Rows[j][0].(string)
+		return a < b
+	})
+	return r
+}

@@ -765,3 +765,69 @@ func (s *Session) KillQuery() {
 		}
 	}()
 }
+
+// Query runs a statement upstream for q4mproxy itself (no client sees the
+// packets) and returns its first result set in the text protocol: column
+// names and rows of nil or string values. An upstream error is returned as
+// its *mysql.MyError.
+func (s *Session) Query(ctx context.Context, db, query string) ([]string, [][]any, error) {
+	col := &collector{}
+	r, err := s.Forward(ctx, col, db, mysql.COM_QUERY, []byte(query))
+	if err != nil {
+		return nil, nil, err
+	}
+	if r.Err != nil {
+		return nil, nil, r.Err
+	}
+	return col.result()
+}
+
+// collector is a Client that keeps a relayed answer, to decode it.
+type collector struct{ pkts [][]byte }
+
+func (c *collector) WritePacket(pkt []byte) error {
+	c.pkts = append(c.pkts, append([]byte(nil), pkt[4:]...))
+	return nil
+}
+
+func (c *collector) ReadPacket() ([]byte, error) { return nil, errors.New("upstream: no client file") }
+
+// result decodes the first result set collected (column count, definitions,
+// EOF, rows, EOF).
+func (c *collector) result() ([]string, [][]any, error) {
+	if len(c.pkts) == 0 || c.pkts[0][0] == 0x00 {
+		return nil, nil, nil // an OK: no rows
+	}
+	n, _, _ := mysql.LengthEncodedInt(c.pkts[0])
+	if len(c.pkts) < int(n)+2 {
+		return nil, nil, errors.New("upstream: short result set")
+	}
+	cols := make([]string, n)
+	for i := range cols {
+		f := &mysql.Field{}
+		if err := f.Parse(c.pkts[1+i]); err != nil {
+			return nil, nil, err
+		}
+		cols[i] = string(f.Name)
+	}
+	var rows [][]any
+	for _, p := range c.pkts[int(n)+2:] {
+		if len(p) > 0 && p[0] == 0xfe && len(p) < 9 {
+			break
+		}
+		row := make([]any, n)
+		pos := 0
+		for i := range row {
+			v, isNull, k, err := mysql.LengthEncodedString(p[pos:])
+			if err != nil {
+				return nil, nil, err
+			}
+			pos += k
+			if !isNull {
+				row[i] = string(v)
+			}
+		}
+		rows = append(rows, row)
+	}
+	return cols, rows, nil
+}
