@@ -113,6 +113,20 @@ func TestUpstreamTransactionsAndSession(t *testing.T) {
 	g.wantValue("0", "SELECT COUNT(*) FROM "+users)
 	g.wantValue("1", "SELECT COUNT(*) FROM "+jobs)
 
+	// As mysqld warns when a rollback cannot undo a non-transactional
+	// table's change (text protocol: SHOW WARNINGS right after).
+	tg := newGConn(t, s, driverModes[1])
+	tg.exec("START TRANSACTION")
+	tg.exec("INSERT INTO " + users + " VALUES (2)")
+	tg.exec("INSERT INTO " + jobs + " VALUES (8)")
+	tg.exec("ROLLBACK")
+	tg.wantRows("SHOW WARNINGS", nil, []string{"Warning", "1196", "Some non-transactional changed tables couldn't be rolled back"})
+	tg.exec("BEGIN")
+	tg.exec("INSERT INTO " + users + " VALUES (3)")
+	tg.exec("ROLLBACK") // no queue change: no warning
+	tg.wantRows("SHOW WARNINGS", nil)
+	tg.wantValue("0", "SELECT COUNT(*) FROM "+users)
+
 	// Session state agrees on both sides.
 	g.exec("CREATE DATABASE IF NOT EXISTS q4m_other")
 	t.Cleanup(func() { openMariaDB(t, "root", "", "").Exec("DROP DATABASE IF EXISTS q4m_other") })

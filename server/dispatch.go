@@ -148,6 +148,9 @@ func (h *handler) query(data []byte) (any, error) {
 	}
 	switch route {
 	case sqlfront.RouteUpstream:
+		if h.queueWriteInTxn && sqlfront.IsRollback(q) {
+			return h.rollback(data)
+		}
 		return h.forward(mysql.COM_QUERY, data)
 	case sqlfront.RouteMerge:
 		return h.merge(q, false)
@@ -167,6 +170,9 @@ func (h *handler) query(data []byte) (any, error) {
 		return v, err
 	}
 	h.lastUpstream = false
+	if h.up != nil && h.up.InTransaction() && sqlfront.ChangesQueue(q) {
+		h.queueWriteInTxn = true
+	}
 	r, err := h.run(q, func(ctx context.Context) (*sqlfront.Result, error) {
 		return h.sess.Exec(ctx, q)
 	})
@@ -176,6 +182,40 @@ func (h *handler) query(data []byte) (any, error) {
 	}
 	return toResult(r, false), nil
 }
+
+// rollback forwards a ROLLBACK after the transaction changed a queue
+// table, which no rollback undoes: the OK gets one more warning, and SHOW
+// WARNINGS lists 1196, as mysqld answers for a non-transactional table.
+func (h *handler) rollback(data []byte) (any, error) {
+	w := &warnOK{h: h}
+	v, res, err := h.forwardResult(mysql.COM_QUERY, data, w)
+	if err == nil && v == noReply && res.Err == nil && w.patched {
+		h.sess.SetWarning(1196, "Some non-transactional changed tables couldn't be rolled back")
+		h.lastUpstream = false // SHOW WARNINGS is answered here
+	}
+	return v, err
+}
+
+// warnOK relays an answer with one more warning in its OK packet.
+type warnOK struct {
+	h       *handler
+	patched bool
+}
+
+func (w *warnOK) WritePacket(pkt []byte) error {
+	p := pkt[4:]
+	if len(p) >= 7 && p[0] == 0x00 && !w.patched {
+		_, _, n1 := mysql.LengthEncodedInt(p[1:])
+		_, _, n2 := mysql.LengthEncodedInt(p[1+n1:])
+		if pos := 1 + n1 + n2 + 2; len(p) >= pos+2 {
+			binary.LittleEndian.PutUint16(p[pos:], binary.LittleEndian.Uint16(p[pos:])+1)
+			w.patched = true
+		}
+	}
+	return w.h.WritePacket(pkt)
+}
+
+func (w *warnOK) ReadPacket() ([]byte, error) { return w.h.ReadPacket() }
 
 // merge answers a catalog statement with the rows of both sides, in the
 // text or (executing a prepared statement) the binary protocol.
@@ -241,7 +281,11 @@ func (h *handler) forward(cmd byte, data []byte) (any, error) {
 // ended there. A lost upstream connection ends the client's connection
 // too (its owned row goes back, and it sees a lost connection, as when
 // its mysqld dies).
-func (h *handler) forwardResult(cmd byte, data []byte) (any, upstream.Result, error) {
+func (h *handler) forwardResult(cmd byte, data []byte, client ...upstream.Client) (any, upstream.Result, error) {
+	var c upstream.Client = h
+	if len(client) > 0 {
+		c = client[0]
+	}
 	if h.up == nil {
 		return newError(mysql.ER_NOT_SUPPORTED_YET, "This version of q4mproxy doesn't yet support this command without --upstream"), upstream.Result{}, nil
 	}
@@ -256,12 +300,15 @@ func (h *handler) forwardResult(cmd byte, data []byte) (any, upstream.Result, er
 	var err error
 	h.upDown = false
 	if cmd == mysql.COM_STMT_PREPARE {
-		res, err = h.up.Prepare(ctx, h, h.sess.Database(), h.stmtSeq, data)
+		res, err = h.up.Prepare(ctx, c, h.sess.Database(), h.stmtSeq, data)
 	} else {
-		res, err = h.up.Forward(ctx, h, h.sess.Database(), cmd, data)
+		res, err = h.up.Forward(ctx, c, h.sess.Database(), cmd, data)
 	}
 	h.lastUpstream = true
 	h.syncStatus()
+	if !h.up.InTransaction() {
+		h.queueWriteInTxn = false
+	}
 	var me *mysql.MyError
 	switch {
 	case err == nil:
@@ -416,6 +463,9 @@ func (h *handler) execute(data []byte) (any, error) {
 		return h.merge(p.local.Text(), true)
 	}
 	h.lastUpstream = false
+	if h.up != nil && h.up.InTransaction() && sqlfront.ChangesQueue(p.local.Text()) {
+		h.queueWriteInTxn = true
+	}
 	r, err := h.run(p.local.Text(), func(ctx context.Context) (*sqlfront.Result, error) {
 		return h.sess.Execute(ctx, p.local, args)
 	})

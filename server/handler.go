@@ -31,8 +31,11 @@ type handler struct {
 	up           *upstream.Session // nil without --upstream
 	lastUpstream bool              // the upstream ran the last statement
 	upDown       bool              // the last forwarded command found the upstream unreachable
-	stmts        map[uint32]*pstmt // prepared statements by id
-	stmtSeq      uint32            // the last statement id given out
+	// queueWriteInTxn: a queue table changed during the upstream's open
+	// transaction (a ROLLBACK then warns with 1196).
+	queueWriteInTxn bool
+	stmts           map[uint32]*pstmt // prepared statements by id
+	stmtSeq         uint32            // the last statement id given out
 }
 
 var _ gms.Handler = (*handler)(nil)

@@ -249,3 +249,23 @@ func MergeRows(upCols []string, upRows [][]any, local *Result) *Result {
 	})
 	return r
 }
+
+// IsRollback reports whether sql is a ROLLBACK (of a transaction or to a
+// savepoint).
+func IsRollback(sql string) bool {
+	t := strings.TrimLeft(sql, " \t\r\n")
+	return len(t) >= 8 && strings.EqualFold(t[:8], "rollback")
+}
+
+// ChangesQueue reports whether a statement q4mproxy runs may change a
+// queue table (an INSERT, DELETE, TRUNCATE or a queue function that takes
+// or consumes rows): such a change is not undone by a ROLLBACK.
+func ChangesQueue(sql string) bool {
+	t := strings.ToLower(strings.TrimLeft(sql, " \t\r\n("))
+	for _, w := range []string{"insert", "replace", "delete", "update", "truncate"} {
+		if strings.HasPrefix(t, w) {
+			return true
+		}
+	}
+	return strings.Contains(t, "queue_wait") || strings.Contains(t, "queue_end") || strings.Contains(t, "queue_abort")
+}

@@ -84,6 +84,10 @@ type Session struct {
 	lastRowCount  int64
 	lastFoundRows int64
 
+	// warnings are the last statement's (Level, Code, Message), for SHOW
+	// WARNINGS; set by SetWarning.
+	warnings [][]any
+
 	// pendingSrc is the relay source set by queue_set_srcid, carried by the
 	// next INSERT into a queue table.
 	pendingSrc *queue.Source
@@ -279,8 +283,17 @@ func (v *paramCounter) Enter(n ast.Node) (ast.Node, bool) {
 
 func (v *paramCounter) Leave(n ast.Node) (ast.Node, bool) { return n, true }
 
+// SetWarning makes a warning the one SHOW WARNINGS lists (until the next
+// statement other than SHOW WARNINGS / SHOW ERRORS).
+func (s *Session) SetWarning(code uint16, msg string) {
+	s.warnings = [][]any{{"Warning", int64(code), msg}}
+}
+
 // execStmt is the routing point: every statement passes here.
 func (s *Session) execStmt(ctx context.Context, stmt ast.StmtNode, params []any) (*Result, error) {
+	if sh, ok := stmt.(*ast.ShowStmt); !ok || sh.Tp != ast.ShowWarnings && sh.Tp != ast.ShowErrors {
+		s.warnings = nil
+	}
 	switch x := stmt.(type) {
 	case *ast.SelectStmt:
 		return s.selectStmt(ctx, x, params)

@@ -120,10 +120,16 @@ func (s *Session) show(sh *ast.ShowStmt) (*Result, error) {
 		}
 		return res, nil
 	case ast.ShowWarnings, ast.ShowErrors:
-		if sh.CountWarningsOrErrors {
-			return &Result{Columns: []Column{intCol("@@session.warning_count")}, Rows: [][]any{{int64(0)}}}, nil
+		var rows [][]any
+		for _, w := range s.warnings {
+			if sh.Tp == ast.ShowWarnings || w[0] == "Error" {
+				rows = append(rows, w)
+			}
 		}
-		return &Result{Columns: textColumns("Level", "Code", "Message")}, nil
+		if sh.CountWarningsOrErrors {
+			return &Result{Columns: []Column{intCol("@@session.warning_count")}, Rows: [][]any{{int64(len(rows))}}}, nil
+		}
+		return &Result{Columns: textColumns("Level", "Code", "Message"), Rows: rows}, nil
 	case ast.ShowEngines:
 		res := &Result{Columns: textColumns("Engine", "Support", "Comment", "Transactions", "XA", "Savepoints")}
 		res.Rows = [][]any{{"QUEUE", "DEFAULT", "Queue storage engine for MySQL (q4mproxy emulation)", "NO", "NO", "NO"}}
