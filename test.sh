@@ -2,7 +2,8 @@
 # Installs what the tests need (Debian packages, when missing and run as
 # root), then runs every test: go vet, and go test -race over all packages,
 # including the end-to-end tests with the mysql CLI, Perl DBI (DBD::mysql,
-# DBD::MariaDB) and go-sql-driver/mysql.
+# DBD::MariaDB) and go-sql-driver/mysql, and those that start a throwaway
+# MariaDB (mariadb-server) to compare q4mproxy with or to put behind it.
 #
 #   ./test.sh                 # everything
 #   ./test.sh -run Perl       # extra arguments go to go test
@@ -15,6 +16,9 @@ perl -MDBD::mysql -e1 >/dev/null 2>&1 || need+=(libdbd-mysql-perl)
 perl -MDBD::MariaDB -e1 >/dev/null 2>&1 || need+=(libdbd-mariadb-perl)
 perl -MTest::More -e1 >/dev/null 2>&1 || need+=(perl)
 command -v script >/dev/null 2>&1 || need+=(bsdutils)
+# mariadbd is in /usr/sbin, often not in a non-root user's PATH
+{ command -v mariadbd || [ -x /usr/sbin/mariadbd ]; } >/dev/null 2>&1 || need+=(mariadb-server)
+command -v sysbench >/dev/null 2>&1 || need+=(sysbench)
 if ((${#need[@]})); then
 	if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
 		echo "installing: ${need[*]}"

@@ -55,6 +55,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	code := m.Run()
+	stopMariaDB() // the shared MariaDB, if a test started it (mariadb_test.go)
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
