@@ -55,7 +55,7 @@ type mariadb struct {
 	waitErr error // set before exited is closed
 }
 
-var shared struct {
+var mdbShared struct {
 	once sync.Once
 	m    *mariadb
 	err  error
@@ -74,20 +74,20 @@ const mariadbInstallHint = "install: apt-get install mariadb-server; or run ./te
 // Q4MPROXY_REQUIRE_CLIENTS=1; when it does not start, the test fails.
 func sharedMariaDB(t testing.TB) *mariadb {
 	t.Helper()
-	shared.once.Do(func() {
+	mdbShared.once.Do(func() {
 		start := time.Now()
-		shared.m, shared.err = startMariaDB()
-		if shared.err == nil {
-			fmt.Fprintf(os.Stderr, "integration: MariaDB started on %s in %v (%s)\n", shared.m.addr, time.Since(start).Round(time.Millisecond), shared.m.dir)
+		mdbShared.m, mdbShared.err = startMariaDB()
+		if mdbShared.err == nil {
+			fmt.Fprintf(os.Stderr, "integration: MariaDB started on %s in %v (%s)\n", mdbShared.m.addr, time.Since(start).Round(time.Millisecond), mdbShared.m.dir)
 		}
 	})
-	if shared.err != nil {
-		if shared.missing && os.Getenv("Q4MPROXY_REQUIRE_CLIENTS") != "1" {
-			t.Skip(shared.err)
+	if mdbShared.err != nil {
+		if mdbShared.missing && os.Getenv("Q4MPROXY_REQUIRE_CLIENTS") != "1" {
+			t.Skip(mdbShared.err)
 		}
-		t.Fatal(shared.err)
+		t.Fatal(mdbShared.err)
 	}
-	return shared.m
+	return mdbShared.m
 }
 
 // mariadbAddr returns the shared MariaDB's address, "127.0.0.1:PORT".
@@ -150,17 +150,17 @@ func lookMariaDB(name string) (string, error) {
 func startMariaDB() (*mariadb, error) {
 	server, err := lookMariaDB("mariadbd")
 	if err != nil {
-		shared.missing = true
+		mdbShared.missing = true
 		return nil, err
 	}
 	installDB, err := lookMariaDB("mariadb-install-db")
 	if err != nil {
-		shared.missing = true
+		mdbShared.missing = true
 		return nil, err
 	}
-	shared.mu.Lock()
-	stopped := shared.stopped
-	shared.mu.Unlock()
+	mdbShared.mu.Lock()
+	stopped := mdbShared.stopped
+	mdbShared.mu.Unlock()
 	if stopped {
 		return nil, errors.New("MariaDB requested after TestMain stopped it")
 	}
@@ -360,15 +360,15 @@ func (m *mariadb) stop() {
 // stopMariaDB stops the shared MariaDB, if it was started, and removes its
 // files. Called by TestMain after the tests.
 func stopMariaDB() {
-	shared.mu.Lock()
-	shared.stopped = true
-	shared.mu.Unlock()
+	mdbShared.mu.Lock()
+	mdbShared.stopped = true
+	mdbShared.mu.Unlock()
 	// Wait for a start in progress (a test that timed out in it), so that
 	// its server is stopped too.
-	shared.once.Do(func() { shared.err = errors.New("MariaDB requested after TestMain stopped it") })
-	if shared.m != nil {
-		shared.m.stop()
-		os.RemoveAll(shared.m.dir)
+	mdbShared.once.Do(func() { mdbShared.err = errors.New("MariaDB requested after TestMain stopped it") })
+	if mdbShared.m != nil {
+		mdbShared.m.stop()
+		os.RemoveAll(mdbShared.m.dir)
 	}
 }
 
