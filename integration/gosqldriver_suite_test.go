@@ -322,9 +322,10 @@ func TestGoSQLDriverSuite(t *testing.T) {
 	// (b) Through q4mproxy in front of the same MariaDB. q4mproxy logs in
 	// upstream as the client's user with the client's password, so its user
 	// is MariaDB's gotest; it serves TLS with MariaDB's certificate (TestTLS
-	// asks for it) and the same max_allowed_packet (TestLongData sends
-	// packets as large as the server says it accepts).
-	s := startServer(t, "--upstream", m.addr, "--user", "gotest", "--password", "gotest",
+	// asks for it) and talks TLS to MariaDB too (TestTLS reads Ssl_cipher,
+	// a status of the upstream session), with the same max_allowed_packet
+	// (TestLongData sends packets as large as the server says it accepts).
+	s := startServer(t, "--upstream", m.addr, "--upstream-tls", "skip-verify", "--user", "gotest", "--password", "gotest",
 		"--tls-cert", m.certFile, "--tls-key", m.keyFile, "--max-allowed-packet", "16M")
 	proxied := runDriverSuite(t, "via q4mproxy", s.addr, "")
 	t.Logf("%v; not passing: %s", proxied, proxied.notPassed())

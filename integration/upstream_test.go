@@ -76,6 +76,16 @@ func TestUpstreamMixedGoDriver(t *testing.T) {
 			_, err = g.rowsErr("SELECT * FROM " + users + " JOIN " + jobs)
 			wantMySQLError(t, err, 1235, "42000", "This version of q4mproxy doesn't yet support statements that mix queue tables", true)
 			g.wantValue("2", "SELECT COUNT(*) FROM "+users)
+			// INSERT INTO a queue table SELECT FROM an upstream table.
+			r = g.exec("INSERT INTO " + jobs + " (user_id, what) SELECT id, CONCAT('hello ', name) FROM " + users + " ORDER BY id")
+			if n, _ := r.RowsAffected(); n != 2 {
+				t.Errorf("INSERT ... SELECT affected %d, want 2", n)
+			}
+			g.wantRows("SELECT user_id, what FROM "+jobs, nil, []string{"1", "hello carol"}, []string{"2", "hello bob"})
+			_, err = g.execErr("INSERT INTO " + users + " (name) SELECT what FROM " + jobs)
+			wantMySQLError(t, err, 1235, "42000", "This version of q4mproxy doesn't yet support INSERT ... SELECT between these tables", true)
+			g.exec("DELETE FROM " + jobs)
+
 			// One catalog: both sides' tables.
 			tables := map[string]bool{}
 			for _, r := range g.rows("SHOW TABLES") {

@@ -154,6 +154,8 @@ func (h *handler) query(data []byte) (any, error) {
 		return h.forward(mysql.COM_QUERY, data)
 	case sqlfront.RouteMerge:
 		return h.merge(q, false)
+	case sqlfront.RouteInsertSelect:
+		return h.insertSelect(q)
 	case sqlfront.RouteBoth:
 		v, res, err := h.forwardResult(mysql.COM_QUERY, data)
 		if h.upDown {
@@ -217,6 +219,39 @@ func (w *warnOK) WritePacket(pkt []byte) error {
 
 func (w *warnOK) ReadPacket() ([]byte, error) { return w.h.ReadPacket() }
 
+// insertSelect runs INSERT INTO queue_table SELECT ... FROM upstream
+// tables: the upstream's rows go into the queue table in one insert.
+func (h *handler) insertSelect(q string) (any, error) {
+	is, err := h.sess.PrepareInsertSelect(q)
+	if err != nil {
+		return h.toError(err), nil
+	}
+	if h.srv.shutting.Load() {
+		return h.toError(errShutdown), nil
+	}
+	ctx, cancel := context.WithCancelCause(h.ctx)
+	defer cancel(nil)
+	h.setCancel(cancel)
+	_, rows, err := h.up.Query(ctx, h.sess.Database(), is.Select)
+	h.setCancel(nil)
+	h.syncStatus()
+	if err != nil {
+		h.lastUpstream = true
+		return h.upstreamFailure(err)
+	}
+	h.lastUpstream = false
+	if h.up.InTransaction() {
+		h.queueWriteInTxn = true
+	}
+	r, err := h.run(q, func(ctx context.Context) (*sqlfront.Result, error) {
+		return h.sess.InsertSelected(ctx, is, rows)
+	})
+	if err != nil {
+		return h.toError(err), nil
+	}
+	return toResult(r, false), nil
+}
+
 // merge answers a catalog statement with the rows of both sides, in the
 // text or (executing a prepared statement) the binary protocol.
 func (h *handler) merge(q string, binaryProto bool) (any, error) {
@@ -230,14 +265,9 @@ func (h *handler) merge(q string, binaryProto bool) (any, error) {
 	cols, rows, err := h.up.Query(ctx, h.sess.Database(), q)
 	h.lastUpstream = true
 	h.syncStatus()
-	var me *mysql.MyError
 	switch {
-	case errors.As(err, &me):
-		return me, nil
-	case errors.Is(err, upstream.ErrUnavailable):
-		return newError(2003, fmt.Sprintf("Can't connect to MySQL server on '%s' (upstream of q4mproxy)", h.srv.cfg.Upstream.Addr)), nil
 	case err != nil:
-		return nil, err
+		return h.upstreamFailure(err)
 	case cols == nil:
 		return nil, nil
 	}
@@ -309,20 +339,31 @@ func (h *handler) forwardResult(cmd byte, data []byte, client ...upstream.Client
 	if !h.up.InTransaction() {
 		h.queueWriteInTxn = false
 	}
-	var me *mysql.MyError
 	switch {
 	case err == nil:
 		return noReply, res, nil
 	case errors.Is(err, upstream.ErrUnknownStmt):
 		return unknownStmt(data, "mysqld_stmt_execute"), res, nil
+	}
+	v, err := h.upstreamFailure(err)
+	return v, res, err
+}
+
+// upstreamFailure turns a relay's error into the client's answer: the
+// upstream's own refusal of the login, 2003 when it cannot be reached
+// (the connection goes on), or an error that ends the connection (the
+// upstream connection broke mid-answer).
+func (h *handler) upstreamFailure(err error) (any, error) {
+	var me *mysql.MyError
+	switch {
 	case errors.As(err, &me):
-		return me, res, nil // the upstream refused the login: its own error
+		return me, nil
 	case errors.Is(err, upstream.ErrUnavailable):
 		h.upDown = true
 		h.log.Warn("upstream unavailable", "err", err)
-		return newError(2003, fmt.Sprintf("Can't connect to MySQL server on '%s' (upstream of q4mproxy)", h.srv.cfg.Upstream.Addr)), res, nil
+		return newError(2003, fmt.Sprintf("Can't connect to MySQL server on '%s' (upstream of q4mproxy)", h.srv.cfg.Upstream.Addr)), nil
 	}
-	return nil, res, err
+	return nil, err
 }
 
 func (h *handler) setCancel(cancel context.CancelCauseFunc) {
@@ -365,12 +406,14 @@ func (h *handler) writeEOF() error {
 // pstmt is a prepared statement of the connection: local (a sqlfront
 // statement) or forwarded (the upstream knows it by the same id).
 type pstmt struct {
-	local  *sqlfront.Stmt
-	both   string // a forwarded statement of session state (USE, SET), applied here too
-	merge  bool   // a catalog statement answered with both sides' rows
-	params int
-	types  []byte         // parameter types of the last execution that sent them
-	long   map[int][]byte // COM_STMT_SEND_LONG_DATA, by parameter
+	local *sqlfront.Stmt
+	both  string // a forwarded statement of session state (USE, SET), applied here too
+	merge bool   // a catalog statement answered with both sides' rows
+	// insertSelect: INSERT INTO a queue table SELECT from upstream tables
+	insertSelect bool
+	params       int
+	types        []byte         // parameter types of the last execution that sent them
+	long         map[int][]byte // COM_STMT_SEND_LONG_DATA, by parameter
 }
 
 func (p *pstmt) addLongData(data []byte) {
@@ -425,7 +468,7 @@ func (h *handler) prepare(data []byte) (any, error) {
 	if err != nil {
 		return h.toError(err), nil
 	}
-	h.stmts[id] = &pstmt{local: st, params: st.NumParams(), merge: route == sqlfront.RouteMerge}
+	h.stmts[id] = &pstmt{local: st, params: st.NumParams(), merge: route == sqlfront.RouteMerge, insertSelect: route == sqlfront.RouteInsertSelect}
 	return &gms.Stmt{Query: q, PreparedStmt: preparedStmt(id, st.NumParams())}, nil
 }
 
@@ -461,6 +504,12 @@ func (h *handler) execute(data []byte) (any, error) {
 	}
 	if p.merge && p.params == 0 {
 		return h.merge(p.local.Text(), true)
+	}
+	if p.insertSelect {
+		if p.params > 0 {
+			return newError(mysql.ER_NOT_SUPPORTED_YET, "This version of q4mproxy doesn't yet support parameters in a prepared INSERT ... SELECT from tables of the upstream server"), nil
+		}
+		return h.insertSelect(p.local.Text())
 	}
 	h.lastUpstream = false
 	if h.up != nil && h.up.InTransaction() && sqlfront.ChangesQueue(p.local.Text()) {

@@ -92,7 +92,7 @@ func New(eng *sqlfront.Engine, cfg Config) *Server {
 	if cfg.DefaultAuth == "" {
 		cfg.DefaultAuth = mysql.AUTH_NATIVE_PASSWORD
 	}
-	return &Server{
+	srv := &Server{
 		eng: eng,
 		cfg: cfg,
 		log: cfg.Logger.With("component", "server"),
@@ -101,6 +101,11 @@ func New(eng *sqlfront.Engine, cfg Config) *Server {
 		listeners: map[net.Listener]struct{}{},
 		conns:     map[uint32]*conn{},
 	}
+	if cfg.Upstream != nil {
+		// LOAD DATA LOCAL INFILE, relayed to the upstream.
+		_ = srv.mysrv.SetCapability(mysql.CLIENT_LOCAL_FILES)
+	}
+	return srv
 }
 
 // SetEngine sets the engine (before Serve).
@@ -182,6 +187,7 @@ func (s *Server) handle(raw net.Conn) {
 	host, _, _ := net.SplitHostPort(raw.RemoteAddr().String())
 	wc := newWatchConn(raw)
 	wc.limit.max = s.cfg.MaxAllowedPacket
+	wc.greetingCaps = s.extraCaps()
 	sess := s.eng.NewSession(0, "", host)
 	defer sess.Close()
 
@@ -203,7 +209,8 @@ func (s *Server) handle(raw net.Conn) {
 		h.up = upstream.NewSession(s.cfg.Upstream, upstream.Login{
 			User:         mc.GetUser(),
 			Password:     s.cfg.Users[mc.GetUser()],
-			Capabilities: mc.Capability() & s.mysrv.Capability(),
+			Capabilities: mc.Capability() & (s.mysrv.Capability() | s.extraCaps()),
+			Attributes:   mc.Attributes(),
 			Collation:    mc.Charset(),
 		})
 		defer h.up.Close()
@@ -248,6 +255,17 @@ func (s *Server) handle(raw net.Conn) {
 		h.log.Debug("owned row released on close")
 	}
 	h.log.Debug("disconnected")
+}
+
+// extraCaps are the capabilities a MySQL server offers that go-mysql does
+// not let q4mproxy configure, added to the greeting: with an upstream,
+// multiple statements (forwarded whole), and the client's choice of
+// affected rows (CLIENT_FOUND_ROWS, which the upstream honours).
+func (s *Server) extraCaps() uint32 {
+	if s.cfg.Upstream == nil {
+		return 0
+	}
+	return mysql.CLIENT_MULTI_STATEMENTS | mysql.CLIENT_FOUND_ROWS
 }
 
 // running reports whether any connection is executing a statement (tests).

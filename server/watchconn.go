@@ -30,6 +30,11 @@ type watchConn struct {
 
 	limit packetLimit // max_allowed_packet for what the client sends
 
+	// greetingCaps are capability flags added to the server greeting, the
+	// first packet written (go-mysql lets only a few be configured).
+	greetingCaps uint32
+	greeted      bool
+
 	// Background watch; only the connection goroutine touches these, the
 	// watcher goroutine communicates through watchDone.
 	watching  bool
@@ -64,12 +69,38 @@ func (w *watchConn) Flush() error {
 	if w.wbuf.Len() == 0 {
 		return nil
 	}
+	if !w.greeted {
+		w.greeted = true
+		addGreetingCaps(w.wbuf.Bytes(), w.greetingCaps)
+	}
 	_, err := w.Conn.Write(w.wbuf.Bytes())
 	w.wbuf.Reset()
 	if w.wbuf.Cap() > maxBuffered*4 {
 		w.wbuf = bytes.Buffer{}
 	}
 	return err
+}
+
+// addGreetingCaps sets caps in a protocol-10 greeting packet (header
+// included): after the version string, the connection id and the first 8
+// bytes of the scramble and a filler come the lower 2 capability bytes,
+// then charset and status, then the upper 2.
+func addGreetingCaps(pkt []byte, caps uint32) {
+	if caps == 0 || len(pkt) < 5 || pkt[4] != 10 {
+		return
+	}
+	end := bytes.IndexByte(pkt[5:], 0)
+	if end < 0 {
+		return
+	}
+	pos := 5 + end + 1 + 4 + 8 + 1
+	if len(pkt) < pos+7 {
+		return
+	}
+	pkt[pos] |= byte(caps)
+	pkt[pos+1] |= byte(caps >> 8)
+	pkt[pos+5] |= byte(caps >> 16)
+	pkt[pos+6] |= byte(caps >> 24)
 }
 
 // replaceResponse makes the next flush send pkt instead of what the library

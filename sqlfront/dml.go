@@ -19,6 +19,12 @@ func (s *Session) insert(ctx context.Context, ins *ast.InsertStmt, params []any)
 	if ins.Select != nil {
 		return nil, notSupported("INSERT ... SELECT")
 	}
+	return s.insertRows(ctx, ins, params, nil)
+}
+
+// insertRows inserts the rows of ins.Lists, or, when selected is not nil,
+// those rows (values of an upstream SELECT: nil or string).
+func (s *Session) insertRows(ctx context.Context, ins *ast.InsertStmt, params []any, selected [][]any) (*Result, error) {
 	tn, err := singleTable(ins.Table.TableRefs)
 	if err != nil {
 		return nil, err
@@ -52,30 +58,47 @@ func (s *Session) insert(ctx context.Context, ins *ast.InsertStmt, params []any)
 	}
 	env := &evalEnv{ctx: ctx, s: s, params: params, sch: sch, clause: "field list"}
 	now := time.Now()
-	payloads := make([][]byte, 0, len(ins.Lists))
-	for r, list := range ins.Lists {
+	nrows := len(ins.Lists)
+	if selected != nil {
+		nrows = len(selected)
+	}
+	payloads := make([][]byte, 0, nrows)
+	for r := 0; r < nrows; r++ {
 		rowNum := r + 1
-		if len(list) != len(targets) && !(len(list) == 0 && len(ins.Columns) == 0) {
-			return nil, errorf(ErrCodeWrongValueCount, "Column count doesn't match value count at row %d", rowNum)
+		var list []ast.ExprNode
+		n := 0
+		if selected != nil {
+			n = len(selected[r])
+			if n != len(targets) {
+				return nil, errorf(ErrCodeWrongValueCount, "Column count doesn't match value count at row %d", rowNum)
+			}
+		} else {
+			list = ins.Lists[r]
+			n = len(list)
+			if len(list) != len(targets) && !(len(list) == 0 && len(ins.Columns) == 0) {
+				return nil, errorf(ErrCodeWrongValueCount, "Column count doesn't match value count at row %d", rowNum)
+			}
 		}
 		vals := make([]any, len(sch.Columns))
 		set := make([]bool, len(sch.Columns))
-		for k, e := range list {
+		for k := 0; k < n; k++ {
 			i := targets[k]
 			c := sch.Columns[i]
 			var v any
-			if _, isDefault := e.(*ast.DefaultExpr); isDefault {
+			if selected != nil {
+				v = selected[r][k]
+			} else if _, isDefault := list[k].(*ast.DefaultExpr); isDefault {
 				dv, err := defaultValue(c, rowNum, now)
 				if err != nil {
 					return nil, err
 				}
 				vals[i], set[i] = dv, true
 				continue
-			}
-			env.row = vals
-			v, err := env.eval(e)
-			if err != nil {
-				return nil, err
+			} else {
+				env.row = vals
+				if v, err = env.eval(list[k]); err != nil {
+					return nil, err
+				}
 			}
 			if v == nil {
 				if c.NotNull {

@@ -1,6 +1,8 @@
 package sqlfront
 
 import (
+	"context"
+	"errors"
 	"sort"
 	"strings"
 
@@ -28,10 +30,14 @@ const (
 	// answer lists both sides: the upstream's rows and the local ones,
 	// merged with MergeRows.
 	RouteMerge
+	// RouteInsertSelect: INSERT INTO queue_table SELECT ... FROM tables of
+	// the upstream: the upstream runs the SELECT (see InsertSelect), the
+	// rows go into the queue table in one atomic insert.
+	RouteInsertSelect
 )
 
 func (r Route) String() string {
-	return [...]string{"local", "upstream", "both", "last-side", "merge"}[r]
+	return [...]string{"local", "upstream", "both", "last-side", "merge", "insert-select"}[r]
 }
 
 // Route decides where sql runs. It is the one place that decision is made;
@@ -106,6 +112,10 @@ func (s *Session) routeStmt(stmt ast.StmtNode) (Route, error) {
 		}
 	case *ast.BeginStmt, *ast.CommitStmt, *ast.RollbackStmt, *ast.SavepointStmt, *ast.ReleaseSavepointStmt:
 		return RouteUpstream, nil
+	case *ast.InsertStmt:
+		if x.Select != nil {
+			return s.routeInsertSelect(x)
+		}
 	}
 	v := &routeVisitor{}
 	stmt.Accept(v)
@@ -129,6 +139,27 @@ func (s *Session) routeStmt(stmt ast.StmtNode) (Route, error) {
 		return RouteLastSide, nil
 	}
 	return RouteUpstream, nil
+}
+
+func (s *Session) routeInsertSelect(ins *ast.InsertStmt) (Route, error) {
+	tn, err := singleTable(ins.Table.TableRefs)
+	if err != nil {
+		return RouteUpstream, nil
+	}
+	target, _ := s.splitTables([]*ast.TableName{tn})
+	v := &routeVisitor{}
+	ins.Select.Accept(v)
+	local, remote := s.splitTables(v.tables)
+	switch {
+	case len(target) == 0 && len(local) == 0 && !v.queueFuncs:
+		return RouteUpstream, nil
+	case len(target) > 0 && len(local) == 0 && !v.queueFuncs && len(ins.OnDuplicate) == 0:
+		return RouteInsertSelect, nil
+	}
+	names := append(append(append([]string{}, target...), local...), remote...)
+	return RouteLocal, errorf(ErrCodeNotSupported,
+		"This version of q4mproxy doesn't yet support INSERT ... SELECT between these tables (%s): only from tables of the upstream server into a queue table",
+		strings.Join(names, ", "))
 }
 
 func (s *Session) routeCreate(ct *ast.CreateTableStmt) (Route, error) {
@@ -269,3 +300,99 @@ func ChangesQueue(sql string) bool {
 	}
 	return strings.Contains(t, "queue_wait") || strings.Contains(t, "queue_end") || strings.Contains(t, "queue_abort")
 }
+
+// InsertSelect is an INSERT INTO queue_table SELECT ... whose SELECT the
+// upstream runs.
+type InsertSelect struct {
+	ins *ast.InsertStmt
+	// Select is the SELECT part, as the client wrote it.
+	Select string
+}
+
+// PrepareInsertSelect splits an INSERT ... SELECT routed RouteInsertSelect.
+func (s *Session) PrepareInsertSelect(sql string) (*InsertSelect, error) {
+	st, err := s.parseOne(sql)
+	if err != nil {
+		return nil, err
+	}
+	ins, ok := st.(*ast.InsertStmt)
+	if !ok || ins.Select == nil {
+		return nil, errorf(ErrCodeUnknown, "not an INSERT ... SELECT")
+	}
+	sel, ok := selectPart(sql)
+	if !ok {
+		return nil, notSupported("this form of INSERT ... SELECT")
+	}
+	return &InsertSelect{ins: ins, Select: sel}, nil
+}
+
+// InsertSelected inserts the rows the upstream returned for is.Select
+// (values nil or string) into the queue table, all or none, with the relay
+// source of queue_set_srcid if one is pending.
+func (s *Session) InsertSelected(ctx context.Context, is *InsertSelect, rows [][]any) (*Result, error) {
+	s.warnings = nil
+	for try := 0; ; try++ {
+		r, err := s.insertRows(ctx, is.ins, nil, rows)
+		if !errors.Is(err, errTableChanged) {
+			return r, err
+		}
+		if try == 3 {
+			return nil, errorf(1412, "Table definition has changed, please retry transaction")
+		}
+	}
+}
+
+// selectPart returns the text of an INSERT's SELECT: from the first SELECT,
+// WITH or TABLE keyword outside quotes and comments (with the parentheses
+// that enclose it, if any).
+func selectPart(sql string) (string, bool) {
+	var open []int // positions of unclosed '('
+	for i := 0; i < len(sql); i++ {
+		switch c := sql[i]; {
+		case c == '\'' || c == '"' || c == '`':
+			j := i + 1
+			for j < len(sql) && sql[j] != c {
+				if sql[j] == '\\' && c != '`' {
+					j++
+				}
+				j++
+			}
+			i = j
+		case c == '#' || c == '-' && strings.HasPrefix(sql[i:], "-- "):
+			for i < len(sql) && sql[i] != '\n' {
+				i++
+			}
+		case c == '/' && strings.HasPrefix(sql[i:], "/*"):
+			j := strings.Index(sql[i+2:], "*/")
+			if j < 0 {
+				return "", false
+			}
+			i += j + 3
+		case c == '(':
+			open = append(open, i)
+		case c == ')':
+			if len(open) > 0 {
+				open = open[:len(open)-1]
+			}
+		case isWordStart(c) && (i == 0 || !isWordByte(sql[i-1])):
+			j := i
+			for j < len(sql) && isWordByte(sql[j]) {
+				j++
+			}
+			switch strings.ToLower(sql[i:j]) {
+			case "select", "with", "table":
+				start := i
+				if len(open) > 0 {
+					start = open[0]
+				}
+				return strings.TrimSpace(sql[start:]), true
+			}
+			i = j - 1
+		}
+	}
+	return "", false
+}
+
+func isWordStart(c byte) bool { return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '_' }
+
+func isWordByte(c byte) bool { return isWordStart(c) || c >= '0' && c <= '9' || c == '$' }

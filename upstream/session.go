@@ -3,6 +3,7 @@ package upstream
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -26,8 +27,24 @@ type Config struct {
 	Addr string
 	// DialTimeout bounds connecting and logging in. Zero means 5 s.
 	DialTimeout time.Duration
+	// TLS, if set, encrypts every upstream connection (and the upstream
+	// must offer TLS). Its ServerName defaults to Addr's host.
+	TLS *tls.Config
 	// Logger; nil means slog.Default().
 	Logger *slog.Logger
+}
+
+func (c *Config) tlsConfig() *tls.Config {
+	if c.TLS == nil {
+		return nil
+	}
+	t := c.TLS.Clone()
+	if t.ServerName == "" {
+		if host, _, err := net.SplitHostPort(c.Addr); err == nil {
+			t.ServerName = host
+		}
+	}
+	return t
 }
 
 func (c *Config) network() string {
@@ -54,6 +71,8 @@ type Login struct {
 	Capabilities uint32
 	// Collation is the client's handshake collation id (0: the default).
 	Collation uint8
+	// Attributes are the client's connection attributes, passed on.
+	Attributes map[string]string
 }
 
 // Errors a relay returns besides the upstream's own error packets (which
@@ -194,6 +213,13 @@ func (s *Session) connect(ctx context.Context, db string) error {
 		}
 		if name, ok := collationName(s.login.Collation); ok {
 			_ = c.SetCollation(name)
+		}
+		if t := s.cfg.tlsConfig(); t != nil {
+			c.SetTLSConfig(t)
+		}
+		if len(s.login.Attributes) > 0 {
+			c.SetAttributes(s.login.Attributes)
+			c.SetAttributes(map[string]string{"_proxy": "q4mproxy"})
 		}
 		return nil
 	}
@@ -754,7 +780,13 @@ func (s *Session) KillQuery() {
 			}
 			return c, err
 		}
-		kc, err := client.ConnectWithDialer(ctx, s.cfg.network(), s.cfg.Addr, s.login.User, s.login.Password, "", d)
+		tlsOpt := func(c *client.Conn) error {
+			if t := s.cfg.tlsConfig(); t != nil {
+				c.SetTLSConfig(t)
+			}
+			return nil
+		}
+		kc, err := client.ConnectWithDialer(ctx, s.cfg.network(), s.cfg.Addr, s.login.User, s.login.Password, "", d, tlsOpt)
 		if err != nil {
 			s.log.Warn("upstream KILL QUERY: cannot connect", "err", err)
 			return

@@ -96,6 +96,8 @@ type Main struct {
 	TLSCert, TLSKey  string
 	RequireSecure    bool
 	Upstream         string
+	UpstreamTLS      string
+	UpstreamCA       string
 
 	log        *slog.Logger
 	db         *queue.DB
@@ -147,6 +149,8 @@ func (m *Main) ParseFlags(args []string, out io.Writer) error {
 	fs.StringVar(&m.ConfigFile, "config", "", "TOML `file` configuring valves (Mvalve's throttling pipe run by the server); see README")
 	fs.BoolVar(&m.DefaultValve, "valve", false, "run one valve with Mvalve's defaults (tables q_emerg, q_timed, q_incoming, q_statslog in database test)")
 	fs.StringVar(&m.Upstream, "upstream", os.Getenv("Q4MPROXY_UPSTREAM"), "MySQL/MariaDB server (`host:port` or unix socket path) that runs every statement not about queue tables; clients' users log in there with the same name and password (default $Q4MPROXY_UPSTREAM, else none: queue tables only)")
+	fs.StringVar(&m.UpstreamTLS, "upstream-tls", "off", "TLS to the upstream: off, on (the certificate is verified: system roots or --upstream-ca) or skip-verify (encrypted, unverified: tests only)")
+	fs.StringVar(&m.UpstreamCA, "upstream-ca", "", "CA certificate `file` (PEM) that signs the upstream's certificate (--upstream-tls on)")
 	version := fs.Bool("version", false, "print the version and exit")
 	fs.Usage = func() {
 		fmt.Fprintf(out, "Usage: q4mproxy [flags]\n\nA MySQL-protocol server emulating the Q4M queue engine.\n\nFlags:\n")
@@ -246,6 +250,30 @@ func (m *Main) users() (map[string]string, error) {
 	return users, nil
 }
 
+// upstreamTLS is the TLS configuration of upstream connections (nil: none).
+func (m *Main) upstreamTLS() (*tls.Config, error) {
+	switch m.UpstreamTLS {
+	case "", "off":
+		return nil, nil
+	case "skip-verify":
+		return &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS12}, nil //nolint:gosec // asked for by name
+	case "on":
+		t := &tls.Config{MinVersion: tls.VersionTLS12}
+		if m.UpstreamCA != "" {
+			pem, err := os.ReadFile(m.UpstreamCA)
+			if err != nil {
+				return nil, fmt.Errorf("--upstream-ca: %w", err)
+			}
+			t.RootCAs = x509.NewCertPool()
+			if !t.RootCAs.AppendCertsFromPEM(pem) {
+				return nil, fmt.Errorf("--upstream-ca %s: no certificate found", m.UpstreamCA)
+			}
+		}
+		return t, nil
+	}
+	return nil, fmt.Errorf("--upstream-tls must be off, on or skip-verify, not %q", m.UpstreamTLS)
+}
+
 // parseSize parses "65536", "64K", "64M" or "1G".
 func parseSize(s string) (int64, error) {
 	mult := int64(1)
@@ -319,6 +347,9 @@ func (m *Main) Run(ctx context.Context) error {
 	var up *upstream.Config
 	if m.Upstream != "" {
 		up = &upstream.Config{Addr: m.Upstream, Logger: m.log.With("component", "upstream")}
+		if up.TLS, err = m.upstreamTLS(); err != nil {
+			return err
+		}
 	}
 	srv := server.New(nil, server.Config{
 		Upstream:               up,
