@@ -36,12 +36,18 @@ type Options struct {
 	// MaxBatchOps bounds how many operations one group commit gathers.
 	// Zero means 1024.
 	MaxBatchOps int
+	// DiskReserve is the size in bytes of the reserve file kept next to the
+	// store, given up when the disk fills so that the write in flight
+	// completes (see diskfull.go). Zero means DefaultDiskReserve; it is
+	// capped at an eighth of the filesystem. Negative means no reserve.
+	DiskReserve int64
 }
 
 // DB is a set of databases holding queue tables, stored in Pebble.
 // It is safe for concurrent use.
 type DB struct {
 	pdb       *pebble.DB
+	guard     *diskGuard // the store's filesystem: a full disk refuses writes
 	log       *slog.Logger
 	writeOpts *pebble.WriteOptions
 	maxOps    int
@@ -155,9 +161,19 @@ func Open(dir string, opts *Options) (*DB, error) {
 	}
 	cache := pebble.NewCache(o.CacheSize)
 	defer cache.Unref() // the DB holds its own reference
+	fs := o.FS
+	if fs == nil {
+		fs = vfs.Default
+	}
+	reserve := o.DiskReserve
+	if reserve == 0 {
+		reserve = DefaultDiskReserve
+	}
+	lim := newLogLimiter(logEvery)
+	guard := newDiskGuard(fs, dir, max(reserve, 0), log, lim)
 	popts := &pebble.Options{
-		FS:     o.FS,
-		Logger: pebbleLogger{log},
+		FS:     guard,
+		Logger: pebbleLogger{log, lim},
 		Cache:  cache,
 	}
 	start := time.Now()
@@ -167,6 +183,7 @@ func Open(dir string, opts *Options) (*DB, error) {
 	}
 	db := &DB{
 		pdb:       pdb,
+		guard:     guard,
 		log:       log,
 		writeOpts: pebble.Sync,
 		maxOps:    o.MaxBatchOps,
@@ -185,6 +202,7 @@ func Open(dir string, opts *Options) (*DB, error) {
 		_ = pdb.Close()
 		return nil, err
 	}
+	guard.start()
 	go db.commitLoop()
 	rows := 0
 	ntables := 0
@@ -323,10 +341,13 @@ func (db *DB) Close() error {
 	db.closing = true
 	close(db.writeCh)
 	db.submitMu.Unlock()
+	db.guard.close() // a write waiting for space fails now
 	<-db.loopDone
 	db.readMu.Lock()
 	defer db.readMu.Unlock()
-	if err := db.pdb.Close(); err != nil {
+	err := db.pdb.Close()
+	db.guard.wait()
+	if err != nil {
 		return fmt.Errorf("queue: close: %w", err)
 	}
 	db.log.Info("store closed")
@@ -439,12 +460,12 @@ func (db *DB) CreateDatabase(name string) error {
 	if db.HasDatabase(name) {
 		return ErrDatabaseExists
 	}
-	return db.submit(&op{
+	return fullError(db.submit(&op{
 		prepare: func(b *pebble.Batch) error { return b.Set(databaseKey(name), nil, nil) },
 		apply: func() {
 			db.dbs[name] = &database{name: name, tables: make(map[string]*table)}
 		},
-	})
+	}), name, "")
 }
 
 // DropDatabase drops database name and every table in it.
@@ -479,7 +500,7 @@ func (db *DB) DropDatabase(name string) (int, error) {
 			delete(db.dbs, name)
 		},
 	})
-	return len(tables), err
+	return len(tables), fullError(err, name, "")
 }
 
 // retireLocked writes the deletion of incarnation t into b. It runs on the
@@ -508,7 +529,7 @@ func (db *DB) CreateTable(dbname, name string, meta []byte) error {
 	}
 	db.nextTableID++
 	t := newTable(db.nextTableID, dbname, name, bytes.Clone(meta))
-	return db.submit(&op{
+	return fullError(db.submit(&op{
 		prepare: func(b *pebble.Batch) error {
 			_ = b.Set(tableIDKey, u64(t.id), nil)
 			_ = b.Set(tableKey(dbname, name), append(u64(t.id), t.meta...), nil)
@@ -518,7 +539,7 @@ func (db *DB) CreateTable(dbname, name string, meta []byte) error {
 			t.reserved = db.reserved[nameKey(dbname, name)]
 			d.tables[name] = t
 		},
-	})
+	}), dbname, name)
 }
 
 // DropTable drops the table. Owners of its rows keep harmless handles;
@@ -532,7 +553,7 @@ func (db *DB) DropTable(dbname, name string) error {
 	if err != nil {
 		return err
 	}
-	return db.submit(&op{
+	return fullError(db.submit(&op{
 		prepare: func(b *pebble.Batch) error {
 			retireLocked(b, t)
 			return b.Delete(tableKey(dbname, name), nil)
@@ -544,7 +565,7 @@ func (db *DB) DropTable(dbname, name string) error {
 			}
 			delete(db.names, nameKey(dbname, name))
 		},
-	})
+	}), dbname, name)
 }
 
 // TruncateTable empties the table and restarts its rowids at 1. Rows owned
@@ -570,7 +591,7 @@ func (db *DB) ReplaceTable(dbname, name string, meta []byte) error {
 	}
 	db.nextTableID++
 	t := newTable(db.nextTableID, dbname, name, bytes.Clone(meta))
-	return db.submit(&op{
+	return fullError(db.submit(&op{
 		prepare: func(b *pebble.Batch) error {
 			retireLocked(b, old)
 			_ = b.Set(tableIDKey, u64(t.id), nil)
@@ -593,5 +614,5 @@ func (db *DB) ReplaceTable(dbname, name string, meta []byte) error {
 			}
 			t.waiters, old.waiters = old.waiters, nil
 		},
-	})
+	}), dbname, name)
 }

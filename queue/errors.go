@@ -1,6 +1,9 @@
 package queue
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+)
 
 // Sentinel errors. Callers test them with errors.Is; the server maps them to
 // MySQL error codes in one place.
@@ -21,4 +24,33 @@ var (
 	// DB refuses further writes (it cannot know what reached the disk), so
 	// nothing unacknowledged is ever reported as done.
 	ErrStorage = errors.New("queue: storage failure")
+	// ErrDiskFull is a write refused because the store's disk is full
+	// (inside a *FullError). Nothing of the write happened: an owner
+	// keeps its row. Reads go on, and writes are accepted again, without
+	// a restart, once space is freed.
+	ErrDiskFull = errors.New("queue: disk full")
 )
+
+// FullError is a write refused because the store's disk is full. It names
+// the table written (only the database for database DDL) and wraps
+// ErrDiskFull.
+type FullError struct {
+	Database, Table string
+}
+
+func (e *FullError) Error() string {
+	if e.Table == "" {
+		return fmt.Sprintf("queue: disk full: database %s", e.Database)
+	}
+	return fmt.Sprintf("queue: disk full: table %s.%s", e.Database, e.Table)
+}
+
+func (e *FullError) Unwrap() error { return ErrDiskFull }
+
+// fullError names the table of a write refused by submit.
+func fullError(err error, db, table string) error {
+	if err == ErrDiskFull {
+		return &FullError{Database: db, Table: table}
+	}
+	return err
+}

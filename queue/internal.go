@@ -109,12 +109,13 @@ func (o *Owner) Apply(w Write) error {
 	db := o.db
 	var parts []func(*pebble.Batch) error
 	var applies []func()
+	var consumed *held
 	if w.Consume {
 		h := o.row
 		if h == nil {
 			return ErrNoRow
 		}
-		o.row = nil
+		o.row, consumed = nil, h
 		p, a := db.consumePart(h)
 		parts, applies = append(parts, p), append(applies, a)
 	}
@@ -122,7 +123,7 @@ func (o *Owner) Apply(w Write) error {
 		ins := db.insertPart(in.Table, in.Rows, nil)
 		parts, applies = append(parts, ins.prepare), append(applies, ins.apply)
 	}
-	return db.submit(&op{
+	err := db.submit(&op{
 		inserts: len(w.Inserts) > 0,
 		removes: w.Consume,
 		prepare: func(b *pebble.Batch) error {
@@ -155,4 +156,16 @@ func (o *Owner) Apply(w Write) error {
 			}
 		},
 	})
+	if err == ErrDiskFull { // refused: nothing happened
+		var d, t string
+		switch {
+		case w.Consume:
+			o.row = consumed
+			d, t = consumed.t.db, consumed.t.name
+		case len(w.Inserts) > 0:
+			d, t = w.Inserts[0].Table.Database(), w.Inserts[0].Table.Name()
+		}
+		return &FullError{Database: d, Table: t}
+	}
+	return err
 }

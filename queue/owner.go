@@ -36,7 +36,7 @@ func (db *DB) InsertFrom(h Table, rows [][]byte, src *Source) (first uint64, ski
 	}
 	ins := db.insertPart(h, rows, src)
 	err = db.submit(&op{inserts: true, prepare: ins.prepare, apply: ins.apply})
-	return ins.first, ins.skipped, err
+	return ins.first, ins.skipped, fullError(err, h.t.db, h.t.name)
 }
 
 // insertPart is the write of rows into h, as part of an op.
@@ -116,7 +116,8 @@ func (db *DB) NewOwner() *Owner { return &Owner{db: db} }
 // InOwnerMode reports whether o is in owner mode.
 func (o *Owner) InOwnerMode() bool { return o.mode }
 
-// consume durably deletes the owned row, if any.
+// consume durably deletes the owned row, if any. Refused because the disk
+// is full, it keeps the row owned (nothing happened).
 func (o *Owner) consume() error {
 	h := o.row
 	if h == nil {
@@ -133,7 +134,10 @@ func (o *Owner) consume() error {
 	}
 	prepare, apply := db.consumePart(h)
 	if err := db.submit(&op{removes: true, prepare: prepare, apply: apply}); err != nil {
-		return err
+		if err == ErrDiskFull {
+			o.row = h
+		}
+		return fullError(err, h.t.db, h.t.name)
 	}
 	if payload != nil {
 		hook(payload)
@@ -174,10 +178,13 @@ func (db *DB) consumePart(h *held) (func(*pebble.Batch) error, func()) {
 }
 
 // End consumes the owned row (durably, before returning) and leaves owner
-// mode. Outside owner mode it does nothing.
+// mode. Outside owner mode it does nothing. If the disk is full it fails
+// with ErrDiskFull and o keeps its row and owner mode.
 func (o *Owner) End() error {
 	err := o.consume()
-	o.mode = false
+	if !errors.Is(err, ErrDiskFull) {
+		o.mode = false
+	}
 	return err
 }
 
@@ -359,7 +366,7 @@ func (o *Owner) DeleteRows(h Table, rowids []uint64) (int, error) {
 			}
 		},
 	})
-	if errors.Is(err, ErrClosed) { // never reached the commit loop
+	if err == ErrClosed || err == ErrDiskFull { // never reached the store
 		db.mu.Lock()
 		if !t.dead {
 			t.held -= len(taken)
@@ -370,7 +377,7 @@ func (o *Owner) DeleteRows(h Table, rowids []uint64) (int, error) {
 		db.mu.Unlock()
 	}
 	if err != nil {
-		return 0, err
+		return 0, fullError(err, t.db, t.name)
 	}
 	return len(taken), nil
 }

@@ -89,6 +89,13 @@ type Stats struct {
 	Reads uint64
 	// RowsWritten and RowsRemoved count rows.
 	RowsWritten, RowsRemoved uint64
+	// DiskFull is set while writes are refused because the store's disk
+	// is full; DiskFullEvents counts the times it filled, WritesRefused
+	// the writes refused, and WritesWaiting the writes of the store
+	// waiting for space now.
+	DiskFull                      bool
+	DiskFullEvents, WritesRefused uint64
+	WritesWaiting                 int64
 }
 
 // Stats returns the store-wide counters.
@@ -98,6 +105,8 @@ func (db *DB) Stats() Stats {
 		Commits: c.commits.Load(), Syncs: c.syncs.Load(), Ops: c.ops.Load(),
 		Appends: c.appends.Load(), Removes: c.removes.Load(), Reads: c.reads.Load(),
 		RowsWritten: c.rowsWritten.Load(), RowsRemoved: c.rowsRemoved.Load(),
+		DiskFull: db.guard.full.Load(), DiskFullEvents: db.guard.events.Load(),
+		WritesRefused: db.guard.refused.Load(), WritesWaiting: db.guard.waiting.Load(),
 	}
 }
 
@@ -164,6 +173,10 @@ func (db *DB) Compact(ctx context.Context, h Table) error {
 	if db.isClosed() {
 		return ErrClosed
 	}
+	if db.guard.full.Load() { // a compaction writes before it frees
+		db.guard.refuse()
+		return &FullError{Database: h.t.db, Table: h.t.name}
+	}
 	lo := rowKey(h.t.id, 0)
 	if err := db.pdb.Compact(ctx, lo, prefixEnd(lo[:9]), false); err != nil {
 		return fmt.Errorf("queue: compact %s.%s: %w", h.t.db, h.t.name, err)
@@ -193,7 +206,7 @@ func (db *DB) AlterTable(dbname, name string, meta []byte, rewrite func(rowid ui
 	}
 	meta = append([]byte(nil), meta...)
 	sizes := map[uint64]uint32{}
-	return db.submit(&op{
+	return fullError(db.submit(&op{
 		exclusive: true, // sees every earlier write committed
 		prepare: func(b *pebble.Batch) error {
 			if t.wdead {
@@ -243,5 +256,5 @@ func (db *DB) AlterTable(dbname, name string, meta []byte, rewrite func(rowid ui
 			}
 			t.stats.bytesTotal, t.stats.bytesRemoved = total, 0
 		},
-	})
+	}), dbname, name)
 }

@@ -2,6 +2,7 @@ package queue
 
 import (
 	"context"
+	"errors"
 	"math"
 	"slices"
 	"time"
@@ -62,9 +63,13 @@ const MaxWait = time.Duration(math.MaxInt32) * time.Second
 // all. A table reached that does not exist gives ErrNoSuchTable and leaves
 // o in non-owner mode (the previous row is consumed all the same). If ctx
 // ends the wait, the error is context.Cause(ctx) and o is in non-owner mode.
+// If the disk is full, consuming the owned row is refused: Wait returns
+// ErrDiskFull (in a *FullError) and o keeps its row and owner mode.
 func (o *Owner) Wait(ctx context.Context, subs []Sub, timeout time.Duration) (int, error) {
 	if err := o.consume(); err != nil {
-		o.mode = false
+		if !errors.Is(err, ErrDiskFull) { // refused: o keeps its row
+			o.mode = false
+		}
 		return 0, err
 	}
 	o.mode = false

@@ -29,7 +29,16 @@ type op struct {
 
 // submit hands o to the commit loop and waits until its batch is durable
 // (or failed).
+//
+// While the disk is full it refuses o with ErrDiskFull at once (also if o
+// was queued before the disk filled): o's prepare never ran and nothing of
+// it reached the store, so the caller undoes what it changed before
+// submitting, as for ErrClosed.
 func (db *DB) submit(o *op) error {
+	if db.guard.full.Load() {
+		db.guard.refuse()
+		return ErrDiskFull
+	}
 	o.done = make(chan struct{})
 	db.submitMu.RLock()
 	if db.closing {
@@ -82,17 +91,22 @@ func (db *DB) commit(ops []*op) {
 	db.mu.Lock()
 	failed := db.failed
 	db.mu.Unlock()
+	full := failed == nil && db.guard.full.Load()
 
 	b := db.pdb.NewBatch()
 	for _, o := range ops {
-		if failed != nil {
+		switch {
+		case failed != nil:
 			o.err = failed
-			continue
+		case full:
+			o.err = ErrDiskFull
+			db.guard.refuse()
+		default:
+			o.err = o.prepare(b)
 		}
-		o.err = o.prepare(b)
 	}
 	var cerr error
-	if failed == nil && !b.Empty() {
+	if failed == nil && !full && !b.Empty() {
 		cerr = commitBatch(b, db.writeOpts)
 		c := &db.counters
 		c.commits.Add(1)

@@ -48,6 +48,7 @@ var sqlStates = map[uint16]string{
 	1317: "70100",
 	1053: "08S01",
 	1030: "HY000",
+	1114: "HY000",
 	3159: "HY000",
 	1040: "08004",
 	1043: "08S01",
@@ -87,6 +88,16 @@ func toMyError(err error, log *slog.Logger) *mysql.MyError {
 		return newError(mysql.ER_QUERY_INTERRUPTED, "Query execution was interrupted")
 	case errors.Is(err, errShutdown) || errors.Is(err, queue.ErrClosed):
 		return newError(mysql.ER_SERVER_SHUTDOWN, "Server shutdown in progress")
+	case errors.Is(err, queue.ErrDiskFull): // InnoDB's answer to a full disk
+		var fe *queue.FullError
+		name := ""
+		if errors.As(err, &fe) {
+			name = fe.Table
+			if name == "" {
+				name = fe.Database
+			}
+		}
+		return newError(mysql.ER_RECORD_FILE_FULL, fmt.Sprintf("The table '%s' is full", name))
 	case errors.Is(err, queue.ErrStorage):
 		log.Error("storage failure", "err", err)
 		return newError(mysql.ER_GET_ERRNO, "Got error 5 'Input/output error' from storage engine")

@@ -90,7 +90,10 @@ func (s *Session) queueStats(env *evalEnv, fc *ast.FuncCallExpr) (any, error) {
 }
 
 // engineStatus renders SHOW ENGINE QUEUE STATUS's text in Q4M's layout,
-// which Perl's Queue::Q4M::Status parses line by line.
+// which Perl's Queue::Q4M::Status parses line by line. Once the store's
+// disk has filled it adds a section of its own, "Storage": disk_full (1
+// while writes are refused), disk_full_events, writes_refused and
+// writes_waiting.
 func (e *Engine) engineStatus() string {
 	st := e.db.Stats()
 	c := &e.counters
@@ -107,5 +110,13 @@ func (e *Engine) engineStatus() string {
 	section("High-level stats", "rows_written", st.RowsWritten, "rows_removed", st.RowsRemoved,
 		"queue_wait", c.queueWait.Load(), "queue_end", c.queueEnd.Load(), "queue_abort", c.queueAbort.Load(),
 		"queue_rowid", c.queueRowID.Load(), "queue_set_srcid", c.queueSetSrcID.Load())
+	if st.DiskFullEvents > 0 { // not Q4M's: shown once the disk has filled
+		full := uint64(0)
+		if st.DiskFull {
+			full = 1
+		}
+		section("Storage", "disk_full", full, "disk_full_events", st.DiskFullEvents,
+			"writes_refused", st.WritesRefused, "writes_waiting", uint64(max(st.WritesWaiting, 0)))
+	}
 	return b.String()
 }
