@@ -7,9 +7,7 @@ import (
 	"log/slog"
 	"sort"
 	"strings"
-	"sync"
 	"time"
-	"unsafe"
 
 	"github.com/pingcap/tidb/pkg/parser"
 	"github.com/pingcap/tidb/pkg/parser/ast"
@@ -49,7 +47,7 @@ type Engine struct {
 	cfg Config
 	log *slog.Logger
 
-	schemas  sync.Map // *byte (table metadata) -> *tableSchema
+	schemas  schemaCache // see schemacache.go
 	counters counters
 	conds    condCache
 }
@@ -407,20 +405,6 @@ func (s *Session) resolveName(db, name string) (queue.Table, *tableSchema, error
 	}
 	sch, err := s.eng.schema(t)
 	return t, sch, err
-}
-
-func (e *Engine) schema(t queue.Table) (*tableSchema, error) {
-	meta := t.Meta()
-	key := unsafe.SliceData(meta) // metadata is immutable and owned by the table
-	if v, ok := e.schemas.Load(key); ok {
-		return v.(*tableSchema), nil
-	}
-	sch, err := decodeSchema(meta)
-	if err != nil {
-		return nil, err
-	}
-	e.schemas.Store(key, sch)
-	return sch, nil
 }
 
 func restoreExpr(e ast.Node) string {
