@@ -161,14 +161,19 @@ func (g *diskGuard) markFull(op, name string, err error) (freed bool) {
 	return freed
 }
 
-// do runs f, a write. If it finds no space, do marks the disk full, retries
-// once the reserve is given up and then, between Open and Close, retries
-// until f succeeds.
-func (g *diskGuard) do(op, name string, f func() error) error {
+// try runs f, a write, through do.
+func (g *diskGuard) try(op, name string, f func() error) error {
 	err := f()
 	if err == nil || !isNoSpace(err) {
 		return err
 	}
+	return g.do(op, name, err, f)
+}
+
+// do handles err, f's ENOSPC: it marks the disk full, retries f once the
+// reserve is given up and then, between Open and Close, retries it until
+// it succeeds.
+func (g *diskGuard) do(op, name string, err error, f func() error) error {
 	// Counted from here, so that the prober does not clear the mark first.
 	g.waiting.Add(1)
 	defer func() {
@@ -335,32 +340,32 @@ func (g *diskGuard) Unwrap() vfs.FS { return g.FS }
 
 func (g *diskGuard) Create(name string, c vfs.DiskWriteCategory) (vfs.File, error) {
 	var f vfs.File
-	err := g.do("create", name, func() (err error) { f, err = g.FS.Create(name, c); return err })
+	err := g.try("create", name, func() (err error) { f, err = g.FS.Create(name, c); return err })
 	return g.wrap(f, name), err
 }
 
 func (g *diskGuard) OpenReadWrite(name string, c vfs.DiskWriteCategory, opts ...vfs.OpenOption) (vfs.File, error) {
 	var f vfs.File
-	err := g.do("open", name, func() (err error) { f, err = g.FS.OpenReadWrite(name, c, opts...); return err })
+	err := g.try("open", name, func() (err error) { f, err = g.FS.OpenReadWrite(name, c, opts...); return err })
 	return g.wrap(f, name), err
 }
 
 func (g *diskGuard) ReuseForWrite(oldname, newname string, c vfs.DiskWriteCategory) (vfs.File, error) {
 	var f vfs.File
-	err := g.do("reuse", newname, func() (err error) { f, err = g.FS.ReuseForWrite(oldname, newname, c); return err })
+	err := g.try("reuse", newname, func() (err error) { f, err = g.FS.ReuseForWrite(oldname, newname, c); return err })
 	return g.wrap(f, newname), err
 }
 
 func (g *diskGuard) Link(oldname, newname string) error {
-	return g.do("link", newname, func() error { return g.FS.Link(oldname, newname) })
+	return g.try("link", newname, func() error { return g.FS.Link(oldname, newname) })
 }
 
 func (g *diskGuard) Rename(oldname, newname string) error {
-	return g.do("rename", newname, func() error { return g.FS.Rename(oldname, newname) })
+	return g.try("rename", newname, func() error { return g.FS.Rename(oldname, newname) })
 }
 
 func (g *diskGuard) MkdirAll(dir string, perm os.FileMode) error {
-	return g.do("mkdir", dir, func() error { return g.FS.MkdirAll(dir, perm) })
+	return g.try("mkdir", dir, func() error { return g.FS.MkdirAll(dir, perm) })
 }
 
 func (g *diskGuard) wrap(f vfs.File, name string) vfs.File {
@@ -377,9 +382,13 @@ type guardFile struct {
 	name string
 }
 
+// Write and WriteAt leave the guard out of their common path (no closure).
 func (f *guardFile) Write(p []byte) (int, error) {
-	n := 0
-	err := f.g.do("write", f.name, func() error {
+	n, err := f.File.Write(p)
+	if err == nil || !isNoSpace(err) {
+		return n, err
+	}
+	err = f.g.do("write", f.name, err, func() error {
 		k, err := f.File.Write(p[n:])
 		n += k
 		return err
@@ -388,8 +397,11 @@ func (f *guardFile) Write(p []byte) (int, error) {
 }
 
 func (f *guardFile) WriteAt(p []byte, off int64) (int, error) {
-	n := 0
-	err := f.g.do("write", f.name, func() error {
+	n, err := f.File.WriteAt(p, off)
+	if err == nil || !isNoSpace(err) {
+		return n, err
+	}
+	err = f.g.do("write", f.name, err, func() error {
 		k, err := f.File.WriteAt(p[n:], off+int64(n))
 		n += k
 		return err
