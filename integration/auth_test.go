@@ -130,6 +130,7 @@ func checkLogin(t *testing.T, got, want loginResult) {
 // TestAuthPassword logs in to a server started with --password, with each
 // client: right and wrong passwords, no password, an unknown user.
 func TestAuthPassword(t *testing.T) {
+	standaloneOnly(t, "its users log in upstream too, and MariaDB has other users")
 	s := startServer(t, "--password", "secret")
 	tests := []struct {
 		name     string
@@ -170,6 +171,7 @@ func TestAuthNativeDefault(t *testing.T) {
 // its second one the fast path. The mysql CLI needs --skip-ssl, else it
 // sends the password in a form only a TLS server accepts.
 func TestAuthCachingSHA2(t *testing.T) {
+	standaloneOnly(t, "its users log in upstream too, and MariaDB has other users")
 	for _, c := range loginClients("--skip-ssl") {
 		t.Run(c.name, func(t *testing.T) {
 			s := startServer(t, "--default-auth", "caching_sha2_password", "--password", "secret")

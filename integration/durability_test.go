@@ -192,6 +192,7 @@ func checkOrder(t *testing.T, order []string, acked [][]string, perInsert int) {
 // TestDurabilitySchema checks that databases, tables and their definitions
 // survive a clean restart and a kill -9, and that dropped ones stay dropped.
 func TestDurabilitySchema(t *testing.T) {
+	standaloneOnly(t, "SHOW DATABASES and SHOW TABLES list the upstream's too")
 	s := startServer(t)
 	g := newGConn(t, s, defaultMode)
 	for _, q := range []string{

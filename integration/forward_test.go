@@ -305,6 +305,7 @@ func TestForwardSimple(t *testing.T) {
 // TestForwardTwoServers relays between two servers, into another database,
 // with the forwarder started first and rows arriving while it waits.
 func TestForwardTwoServers(t *testing.T) {
+	standaloneOnly(t, "two servers in front of one upstream share its databases")
 	const n = 300
 	a, b := startServer(t), startServer(t)
 	ga, gb := newGConn(t, a, defaultMode), newGConn(t, b, defaultMode)

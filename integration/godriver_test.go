@@ -610,6 +610,7 @@ func TestGoDriverConcurrentConsumers(t *testing.T) {
 }
 
 func TestGoDriverSession(t *testing.T) {
+	standaloneOnly(t, "SHOW DATABASES and the variables are the upstream's")
 	forEachMode(t, func(t *testing.T, s *server, m driverMode) {
 		g := newGConn(t, s, m)
 		ctx := t.Context()

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -118,6 +119,17 @@ func (l *logBuf) waitFor(timeout time.Duration, match func(string) bool) (string
 	}
 }
 
+// standaloneOnly skips a test of what q4mproxy answers without an upstream
+// when the suite runs with every server in front of MariaDB
+// (Q4MPROXY_TEST_UPSTREAM=1), where the upstream answers it instead (its
+// users, databases, engines, variables); why says what differs.
+func standaloneOnly(t testing.TB, why string) {
+	t.Helper()
+	if os.Getenv("Q4MPROXY_TEST_UPSTREAM") == "1" {
+		t.Skip("standalone behaviour; with an upstream: " + why)
+	}
+}
+
 // startServer starts q4mproxy on a free port with a fresh data directory.
 func startServer(t testing.TB, extra ...string) *server {
 	t.Helper()
@@ -137,6 +149,11 @@ func startFastServer(t testing.TB, extra ...string) *server {
 
 func startServerBin(t testing.TB, bin string, extra ...string) *server {
 	t.Helper()
+	if os.Getenv("Q4MPROXY_TEST_UPSTREAM") == "1" && !slices.Contains(extra, "--upstream") {
+		// The whole suite in front of the shared MariaDB: queue behaviour
+		// must not change with an upstream.
+		extra = append([]string{"--upstream", mariadbAddr(t)}, extra...)
+	}
 	s := &server{t: t, bin: bin, dataDir: t.TempDir(), extra: extra}
 	s.start()
 	t.Cleanup(func() {

@@ -15,6 +15,7 @@ import (
 // and its connection is closed; other connections and acknowledged rows
 // are unaffected.
 func TestPacketLimit(t *testing.T) {
+	standaloneOnly(t, "@@max_allowed_packet is the upstream's")
 	s := startServer(t, "--max-allowed-packet", "1M")
 	db := s.open(t)
 	if _, err := db.Exec("CREATE TABLE big (s longblob) ENGINE=queue"); err != nil {

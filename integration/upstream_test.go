@@ -335,8 +335,10 @@ func TestUpstreamConnectionLoss(t *testing.T) {
 	g := newGConn(t, s, driverModes[1])
 	g.exec("CREATE TABLE lq (v INT) ENGINE=queue")
 	g.exec("INSERT INTO lq VALUES (1)")
+	g.exec("SET time_zone = '+03:00'")
 	killUpstream(g)
-	g.wantValue("2", "SELECT 1 + 1") // quietly on a new upstream connection
+	g.wantValue("2", "SELECT 1 + 1")          // quietly on a new upstream connection,
+	g.wantValue("+03:00", "SELECT @@time_zone") // with the session's SETs replayed
 
 	g.wantValue("1", "SELECT queue_wait('lq', 5)") // owns row 1
 	g.exec("SET @state = 'precious'")
@@ -349,4 +351,34 @@ func TestUpstreamConnectionLoss(t *testing.T) {
 	other := newGConn(t, s, driverModes[1])
 	other.wantValue("1", "SELECT queue_wait('lq', 10)")
 	other.wantRows("SELECT v FROM lq", nil, []string{"1"})
+}
+
+// COM_RESET_CONNECTION resets both sides: the upstream's user variables and
+// the owned row.
+func TestUpstreamResetConnection(t *testing.T) {
+	s := startUpstreamServer(t)
+	r := rawLogin(t, s)
+	r.query("CREATE TABLE rq (v INT) ENGINE=queue")
+	r.query("INSERT INTO rq VALUES (1)")
+	if got := r.value("SELECT queue_wait('rq', 5)"); got != "1" {
+		t.Fatalf("queue_wait: %q", got)
+	}
+	r.query("SET @gone = 'before reset'")
+	if got := r.value("SELECT @gone"); got != "before reset" {
+		t.Fatalf("user variable upstream: %q", got)
+	}
+	r.send([]byte{0x1f}) // COM_RESET_CONNECTION
+	if res := r.mustResult(); res.err != nil {
+		t.Fatalf("COM_RESET_CONNECTION: %v", res.err)
+	}
+	if got := r.value("SELECT IFNULL(@gone, 'reset')"); got != "reset" {
+		t.Errorf("user variable after COM_RESET_CONNECTION: %q", got)
+	}
+	// The owned row went back: a new wait takes it again.
+	if got := r.value("SELECT queue_wait('rq', 5)"); got != "1" {
+		t.Errorf("queue_wait after reset: %q", got)
+	}
+	if got := r.value("SELECT v FROM rq"); got != "1" {
+		t.Errorf("row after reset: %q", got)
+	}
 }

@@ -6,6 +6,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"log/slog"
+	"strings"
 
 	"github.com/go-mysql-org/go-mysql/mysql"
 	gms "github.com/go-mysql-org/go-mysql/server"
@@ -146,6 +148,9 @@ func (h *handler) query(data []byte) (any, error) {
 			route = sqlfront.RouteUpstream
 		}
 	}
+	if route != sqlfront.RouteLocal && h.log.Enabled(h.ctx, slog.LevelDebug) {
+		h.log.Debug("statement", "stmt", truncate(q, 200), "route", route.String())
+	}
 	switch route {
 	case sqlfront.RouteUpstream:
 		if h.queueWriteInTxn && sqlfront.IsRollback(q) {
@@ -275,7 +280,10 @@ func (h *handler) merge(q string, binaryProto bool) (any, error) {
 	if lerr != nil {
 		local = nil // no queue tables in that database
 	}
-	return toResult(sqlfront.MergeRows(cols, rows, local), binaryProto), nil
+	lq := strings.ToLower(q)
+	sorted := strings.Contains(lq, "tables") || strings.Contains(lq, "table status") ||
+		strings.Contains(lq, "variables") || strings.Contains(lq, "status")
+	return toResult(sqlfront.MergeRows(cols, rows, local, sorted), binaryProto), nil
 }
 
 func (h *handler) initDB(data []byte) (any, error) {
@@ -523,4 +531,37 @@ func (h *handler) execute(data []byte) (any, error) {
 		return h.toError(err), nil
 	}
 	return toResult(r, true), nil
+}
+
+// createCheck asks the upstream whether a queue table may be created:
+// its database must exist there (else 1049, as mysqld answers) and hold
+// no table of that name (else 1050). An unreachable upstream does not
+// stop queue statements: the table is created.
+func (h *handler) createCheck(ctx context.Context, db, table string) error {
+	q := "SELECT (SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = " + quote(db) +
+		"), (SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = " + quote(db) + " AND TABLE_NAME = " + quote(table) + ")"
+	_, rows, err := h.up.Query(ctx, "", q)
+	if err != nil {
+		if errors.Is(err, upstream.ErrUnavailable) {
+			h.log.Warn("upstream unavailable: queue table created without checking its name there", "table", table)
+			return nil
+		}
+		return err
+	}
+	if len(rows) != 1 || len(rows[0]) != 2 {
+		return fmt.Errorf("server: unexpected answer to the catalog check")
+	}
+	switch {
+	case rows[0][0] == "0":
+		return &sqlfront.Error{Code: sqlfront.ErrCodeBadDB, Message: fmt.Sprintf("Unknown database '%s'", db)}
+	case rows[0][1] != "0":
+		return &sqlfront.Error{Code: sqlfront.ErrCodeTableExists, Message: fmt.Sprintf("Table '%s' already exists", table)}
+	}
+	return nil
+}
+
+// quote is a string literal of s for a statement q4mproxy sends itself.
+func quote(s string) string {
+	r := strings.NewReplacer(`\`, `\\`, `'`, `\'`, "\x00", `\0`)
+	return "'" + r.Replace(s) + "'"
 }

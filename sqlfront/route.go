@@ -119,6 +119,9 @@ func (s *Session) routeStmt(stmt ast.StmtNode) (Route, error) {
 	}
 	v := &routeVisitor{}
 	stmt.Accept(v)
+	if sel, ok := stmt.(*ast.SelectStmt); ok && mergeableCatalogSelect(sel, v) {
+		return RouteMerge, nil
+	}
 	local, remote := s.splitTables(v.tables)
 	switch {
 	case len(local) > 0 && len(remote) == 0:
@@ -133,7 +136,7 @@ func (s *Session) routeStmt(stmt ast.StmtNode) (Route, error) {
 			strings.Join(remote, ", "))
 	case len(remote) > 0:
 		return RouteUpstream, nil
-	case v.queueFuncs || v.connID:
+	case v.queueFuncs || v.connID || v.queueVar:
 		return RouteLocal, nil
 	case v.lastSide:
 		return RouteLastSide, nil
@@ -189,9 +192,7 @@ func (s *Session) routeShow(sh *ast.ShowStmt) (Route, error) {
 	switch sh.Tp {
 	case ast.ShowWarnings, ast.ShowErrors:
 		return RouteLastSide, nil
-	case ast.ShowEngines:
-		return RouteUpstream, nil
-	case ast.ShowTables, ast.ShowTableStatus:
+	case ast.ShowTables, ast.ShowTableStatus, ast.ShowEngines, ast.ShowPlugins, ast.ShowVariables, ast.ShowStatus:
 		return RouteMerge, nil
 	}
 	if sh.Table != nil {
@@ -226,12 +227,20 @@ type routeVisitor struct {
 	queueFuncs bool
 	connID     bool
 	lastSide   bool
+	aggregate  bool
+	queueVar   bool // @@queue_*: Q4M's variables are q4mproxy's
 }
 
 func (v *routeVisitor) Enter(n ast.Node) (ast.Node, bool) {
 	switch x := n.(type) {
 	case *ast.TableName:
 		v.tables = append(v.tables, x)
+	case *ast.AggregateFuncExpr, *ast.WindowFuncExpr:
+		v.aggregate = true
+	case *ast.VariableExpr:
+		if x.IsSystem && strings.HasPrefix(strings.ToLower(x.Name), "queue_") {
+			v.queueVar = true
+		}
 	case *ast.FuncCallExpr:
 		switch name := x.FnName.L; {
 		case isQueueFunc(name):
@@ -247,11 +256,33 @@ func (v *routeVisitor) Enter(n ast.Node) (ast.Node, bool) {
 
 func (v *routeVisitor) Leave(n ast.Node) (ast.Node, bool) { return n, true }
 
+// mergeableCatalogSelect: a plain SELECT (no aggregate, grouping, order or
+// limit, which a concatenation of rows would answer wrongly) of one of the
+// information_schema tables that describe both sides: the engines and
+// plugins (Q4M clients look for the QUEUE plugin), tables and columns.
+func mergeableCatalogSelect(sel *ast.SelectStmt, v *routeVisitor) bool {
+	if len(v.tables) != 1 || v.queueFuncs || v.aggregate || sel.GroupBy != nil || sel.Having != nil ||
+		sel.OrderBy != nil || sel.Limit != nil || sel.Distinct || sel.SelectIntoOpt != nil {
+		return false
+	}
+	tn := v.tables[0]
+	if !strings.EqualFold(tn.Schema.O, "information_schema") {
+		return false
+	}
+	switch strings.ToUpper(tn.Name.O) {
+	case "PLUGINS", "ENGINES", "TABLES", "COLUMNS":
+		return true
+	}
+	return false
+}
+
 // MergeRows merges a catalog answer of the upstream (column names and rows)
 // with the local one: the upstream's columns, local values placed by column
-// name (NULL where the local answer has no such column), rows ordered by
-// their first column, as a server lists tables.
-func MergeRows(upCols []string, upRows [][]any, local *Result) *Result {
+// name (NULL where the local answer has no such column), local rows whose
+// first value the upstream already listed left out (a variable both sides
+// have is the upstream's); with sorted, rows ordered by their first column,
+// as a server lists tables and variables.
+func MergeRows(upCols []string, upRows [][]any, local *Result, sorted bool) *Result {
 	r := &Result{Columns: textColumns(upCols...), Rows: upRows}
 	if local.HasRows() {
 		idx := make([]int, len(upCols))
@@ -263,7 +294,16 @@ func MergeRows(upCols []string, upRows [][]any, local *Result) *Result {
 				}
 			}
 		}
+		seen := make(map[string]bool, len(upRows))
+		for _, ur := range upRows {
+			if k, ok := ur[0].(string); ok {
+				seen[strings.ToLower(k)] = true
+			}
+		}
 		for _, lr := range local.Rows {
+			if k, ok := lr[0].(string); ok && seen[strings.ToLower(k)] {
+				continue
+			}
 			row := make([]any, len(upCols))
 			for i, j := range idx {
 				if j >= 0 {
@@ -272,6 +312,9 @@ func MergeRows(upCols []string, upRows [][]any, local *Result) *Result {
 			}
 			r.Rows = append(r.Rows, row)
 		}
+	}
+	if !sorted {
+		return r
 	}
 	sort.SliceStable(r.Rows, func(i, j int) bool {
 		a, _ := r.Rows[i][0].(string)

@@ -86,6 +86,10 @@ type Session struct {
 	// WARNINGS; set by SetWarning.
 	warnings [][]any
 
+	// createCheck, with an upstream, asks it whether a queue table may be
+	// created: its database must exist there and the name be free.
+	createCheck func(ctx context.Context, db, table string) error
+
 	// pendingSrc is the relay source set by queue_set_srcid, carried by the
 	// next INSERT into a queue table.
 	pendingSrc *queue.Source
@@ -121,6 +125,13 @@ func (e *Engine) NewSession(connID uint32, user, host string) *Session {
 		vars:       map[string]any{},
 		userVars:   map[string]any{},
 	}
+}
+
+// SetCreateCheck sets the check CREATE TABLE ... ENGINE=queue makes with
+// the upstream (Config.Upstream): the database must exist there (else 1049)
+// and hold no table of that name (else 1050). Its error is returned as it is.
+func (s *Session) SetCreateCheck(f func(ctx context.Context, db, table string) error) {
+	s.createCheck = f
 }
 
 // SetConnID sets the connection id (known only after the handshake).
@@ -326,7 +337,7 @@ func (s *Session) execStmt(ctx context.Context, stmt ast.StmtNode, params []any)
 	case *ast.BeginStmt, *ast.CommitStmt, *ast.RollbackStmt:
 		return &Result{}, nil // Q4M is not transactional: every statement takes effect at once
 	case *ast.CreateTableStmt:
-		return s.createTable(x)
+		return s.createTable(ctx, x)
 	case *ast.DropTableStmt:
 		return s.dropTable(x)
 	case *ast.AlterTableStmt:
@@ -415,7 +426,7 @@ func restoreExpr(e ast.Node) string {
 	return sb.String()
 }
 
-func (s *Session) createTable(ct *ast.CreateTableStmt) (*Result, error) {
+func (s *Session) createTable(ctx context.Context, ct *ast.CreateTableStmt) (*Result, error) {
 	db := ct.Table.Schema.O
 	if db == "" {
 		db = s.db
@@ -431,9 +442,18 @@ func (s *Session) createTable(ct *ast.CreateTableStmt) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	if _, err := s.eng.db.Table(db, name); err != nil && s.createCheck != nil {
+		if err := s.createCheck(ctx, db, name); err != nil {
+			var e *Error
+			if ct.IfNotExists && errors.As(err, &e) && e.Code == ErrCodeTableExists {
+				return &Result{}, nil
+			}
+			return nil, err
+		}
+	}
 	if s.eng.cfg.Upstream && !s.eng.db.HasDatabase(db) {
-		// The upstream owns databases (the server has checked that it
-		// knows this one); the queue store keeps a namespace of its own.
+		// The upstream owns databases (createCheck found this one there);
+		// the queue store keeps a namespace of its own.
 		if err := s.eng.db.CreateDatabase(db); err != nil && !errors.Is(err, queue.ErrDatabaseExists) {
 			return nil, &DatabaseError{Database: db, Err: err}
 		}
