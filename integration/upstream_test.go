@@ -337,7 +337,7 @@ func TestUpstreamConnectionLoss(t *testing.T) {
 	g.exec("INSERT INTO lq VALUES (1)")
 	g.exec("SET time_zone = '+03:00'")
 	killUpstream(g)
-	g.wantValue("2", "SELECT 1 + 1")          // quietly on a new upstream connection,
+	g.wantValue("2", "SELECT 1 + 1")            // quietly on a new upstream connection,
 	g.wantValue("+03:00", "SELECT @@time_zone") // with the session's SETs replayed
 
 	g.wantValue("1", "SELECT queue_wait('lq', 5)") // owns row 1
