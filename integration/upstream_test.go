@@ -53,7 +53,10 @@ func TestUpstreamMixedGoDriver(t *testing.T) {
 				t.Errorf("affected %d, want 2", n)
 			}
 			g.wantValue("1", "SELECT LAST_INSERT_ID()")
-			g.exec("INSERT INTO "+jobs+" VALUES (?, ?)", 2, "mail")
+			g.exec("INSERT INTO "+jobs+" VALUES (?, ?), (?, ?)", 2, "mail", 3, "sms")
+			g.wantValue("2", "SELECT ROW_COUNT()")      // the queue's INSERT ran last
+			g.wantValue("1", "SELECT LAST_INSERT_ID()") // unchanged: a queue table generates no id
+			g.exec("DELETE FROM " + jobs + " WHERE user_id = 3")
 			g.wantValue("1", "SELECT queue_wait('"+jobs+"', 5)")
 			g.wantRows("SELECT user_id, what FROM "+jobs, nil, []string{"2", "mail"})
 			// The program's next step, on the same connection: an upstream row.

@@ -342,7 +342,9 @@ func (h *handler) forwardResult(cmd byte, data []byte, client ...upstream.Client
 	} else {
 		res, err = h.up.Forward(ctx, c, h.sess.Database(), cmd, data)
 	}
-	h.lastUpstream = true
+	if cmd == mysql.COM_QUERY || cmd == mysql.COM_STMT_EXECUTE {
+		h.lastUpstream = true // a statement ran there (preparing or closing one does not count)
+	}
 	h.syncStatus()
 	if !h.up.InTransaction() {
 		h.queueWriteInTxn = false
@@ -417,6 +419,9 @@ type pstmt struct {
 	local *sqlfront.Stmt
 	both  string // a forwarded statement of session state (USE, SET), applied here too
 	merge bool   // a catalog statement answered with both sides' rows
+	// lastSide: a statement asking the last side (LAST_INSERT_ID(), ...),
+	// prepared on both; executed here after a local statement
+	lastSide *sqlfront.Stmt
 	// insertSelect: INSERT INTO a queue table SELECT from upstream tables
 	insertSelect bool
 	params       int
@@ -461,12 +466,17 @@ func (h *handler) prepare(data []byte) (any, error) {
 	}
 	h.stmtSeq++
 	id := h.stmtSeq
-	if route == sqlfront.RouteUpstream || route == sqlfront.RouteBoth {
+	if route == sqlfront.RouteUpstream || route == sqlfront.RouteBoth || route == sqlfront.RouteLastSide {
 		v, res, err := h.forwardResult(mysql.COM_STMT_PREPARE, data)
 		if err == nil && v == noReply && res.Err == nil {
 			p := &pstmt{params: res.Params}
-			if route == sqlfront.RouteBoth {
+			switch route {
+			case sqlfront.RouteBoth:
 				p.both = q // session state: applied here too after each execution
+			case sqlfront.RouteLastSide:
+				if st, err := h.sess.Prepare(q); err == nil && st.NumParams() == res.Params {
+					p.lastSide = st // executed here after a local statement
+				}
 			}
 			h.stmts[id] = p
 		}
@@ -485,7 +495,23 @@ func (h *handler) execute(data []byte) (any, error) {
 	switch {
 	case p == nil:
 		return unknownStmt(data, "mysqld_stmt_execute"), nil
+	case p.lastSide != nil && !h.lastUpstream:
+		args, err := p.bind(data[4:])
+		p.long = nil
+		if err != nil {
+			return newError(mysql.ER_WRONG_ARGUMENTS, "Incorrect arguments to mysqld_stmt_execute"), nil
+		}
+		r, err := h.run(p.lastSide.Text(), func(ctx context.Context) (*sqlfront.Result, error) {
+			return h.sess.Execute(ctx, p.lastSide, args)
+		})
+		if err != nil {
+			return h.toError(err), nil
+		}
+		return toResult(r, true), nil
 	case p.local == nil && p.both == "":
+		if p.lastSide != nil && p.params > 0 {
+			_, _ = p.bind(data[4:]) // keeps the parameter types for a local execution
+		}
 		return h.forward(mysql.COM_STMT_EXECUTE, data)
 	case p.local == nil:
 		args, berr := p.bind(data[4:])

@@ -24,7 +24,7 @@ const (
 	// accepted the statement, q4mproxy applies it too.
 	RouteBoth
 	// RouteLastSide: answered by the side that ran the previous statement
-	// (LAST_INSERT_ID(), ROW_COUNT(), FOUND_ROWS(), SHOW WARNINGS).
+	// (ROW_COUNT(), FOUND_ROWS(), SHOW WARNINGS).
 	RouteLastSide
 	// RouteMerge: catalog statements (SHOW TABLES, SHOW TABLE STATUS) whose
 	// answer lists both sides: the upstream's rows and the local ones,
@@ -63,15 +63,11 @@ func (s *Session) Route(sql string) (Route, error) {
 	return s.routeStmt(st)
 }
 
-// RoutePrepared decides where a statement to prepare runs: as Route, but
-// a function asked of the last side is the upstream's (the statement may
-// run at any later time).
+// RoutePrepared decides where a statement to prepare runs, as Route does.
+// RouteLastSide means: prepared on both sides, each execution run by the
+// side that ran the statement before it.
 func (s *Session) RoutePrepared(sql string) (Route, error) {
-	r, err := s.Route(sql)
-	if r == RouteLastSide {
-		r = RouteUpstream
-	}
-	return r, err
+	return s.Route(sql)
 }
 
 // isLocalShow matches the SHOW statements only q4mproxy knows.
@@ -247,7 +243,9 @@ func (v *routeVisitor) Enter(n ast.Node) (ast.Node, bool) {
 			v.queueFuncs = true
 		case name == "connection_id":
 			v.connID = true
-		case name == "last_insert_id" || name == "row_count" || name == "found_rows":
+		case name == "row_count" || name == "found_rows":
+			// LAST_INSERT_ID() is not among them: a queue table generates
+			// no id, so the session's last one is the upstream's.
 			v.lastSide = true
 		}
 	}
