@@ -3,7 +3,8 @@
 # root), then runs every test: go vet, and go test -race over all packages,
 # including the end-to-end tests with the mysql CLI, Perl DBI (DBD::mysql,
 # DBD::MariaDB) and go-sql-driver/mysql, and those that start a throwaway
-# MariaDB (mariadb-server) to compare q4mproxy with or to put behind it.
+# MariaDB (mariadb-server) to compare q4mproxy with or to put behind it;
+# then the integration tests again with every q4mproxy in front of MariaDB.
 #
 #   ./test.sh                 # everything
 #   ./test.sh -run Perl       # extra arguments go to go test
@@ -33,6 +34,15 @@ fi
 export Q4MPROXY_REQUIRE_CLIENTS=1 # a missing client fails its tests instead of skipping them
 go vet ./...
 go test -race -count=1 -timeout 30m "$@" ./...
+
+# The integration suite once more with every q4mproxy in front of the
+# throwaway MariaDB (--upstream): queue behaviour must not change with an
+# upstream. Tests of what only a standalone server answers skip themselves
+# (standaloneOnly); those written for --upstream already ran above.
+if [ $# -eq 0 ]; then
+	Q4MPROXY_TEST_UPSTREAM=1 go test -race -count=1 -timeout 30m \
+		-skip '^(TestUpstream|TestGoSQLDriverSuite|TestSuiteDiff|TestMariaDBHelper)' ./integration
+fi
 
 # Each fuzzer briefly, with an execution-count budget (-fuzztime Nx): a
 # duration budget races the fuzz coordinator's deadline on a loaded machine
