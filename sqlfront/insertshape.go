@@ -27,10 +27,27 @@ const (
 // whose shape parses as an INSERT ... VALUES; ok is false otherwise, and
 // the caller parses sql itself.
 func (s *Session) execInsertShape(ctx context.Context, sql string) (r *Result, ok bool, err error) {
+	st, args, ok := s.shapeStmt(sql)
+	if !ok {
+		return nil, false, nil
+	}
+	// The statement may keep the values (rows hold them until encoded), so
+	// it gets a copy of its own; the scratch slice is reused.
+	r, err = s.execStmt(ctx, st.node, append([]any(nil), args...))
+	clear(args)
+	return r, true, err
+}
+
+// shapeStmt splits sql into its shape and literal values and returns the
+// shape's parsed statement from the session's cache (parsing it on a miss);
+// ok is false for a text that is not a plain INSERT. args is scratch space,
+// valid until the next call.
+func (s *Session) shapeStmt(sql string) (st *Stmt, args []any, ok bool) {
 	shape, args, ok := splitInsert(sql, s.shapeBuf[:0], s.shapeArgs[:0])
 	s.shapeBuf, s.shapeArgs = shape[:0], args[:0]
 	if !ok || len(shape) > maxCachedShapeSz {
-		return nil, false, nil
+		clear(args)
+		return nil, nil, false
 	}
 	st, cached := s.shapes[string(shape)] // no allocation for the lookup
 	if !cached {
@@ -41,13 +58,10 @@ func (s *Session) execInsertShape(ctx context.Context, sql string) (r *Result, o
 		s.shapes[string(shape)] = st
 	}
 	if st == nil {
-		return nil, false, nil
+		clear(args)
+		return nil, nil, false
 	}
-	// The statement may keep the values (rows hold them until encoded), so
-	// it gets a copy of its own; the scratch slice is reused.
-	r, err = s.execStmt(ctx, st.node, append([]any(nil), args...))
-	clear(args)
-	return r, true, err
+	return st, args, true
 }
 
 // prepareShape parses a shape; nil means "do not use the shape", kept so
@@ -254,22 +268,10 @@ func equalFoldASCII(a, b string) bool {
 // insertShapeStmt returns the parsed shape of an INSERT text, through the
 // same cache (for routing, which needs only the statement's tables).
 func (s *Session) insertShapeStmt(sql string) (ast.StmtNode, bool) {
-	shape, args, ok := splitInsert(sql, s.shapeBuf[:0], s.shapeArgs[:0])
-	s.shapeBuf, s.shapeArgs = shape[:0], args[:0]
+	st, args, ok := s.shapeStmt(sql)
+	if !ok {
+		return nil, false
+	}
 	clear(args)
-	if !ok || len(shape) > maxCachedShapeSz {
-		return nil, false
-	}
-	st, cached := s.shapes[string(shape)]
-	if !cached {
-		st = s.prepareShape(string(shape), len(args))
-		if s.shapes == nil || len(s.shapes) >= maxCachedShapes {
-			s.shapes = make(map[string]*Stmt, maxCachedShapes)
-		}
-		s.shapes[string(shape)] = st
-	}
-	if st == nil {
-		return nil, false
-	}
 	return st.node, true
 }
