@@ -5,8 +5,9 @@
 // go-mysql Handler methods run serially on that goroutine. The package owns:
 // authentication (mysql_native_password and caching_sha2_password, chosen
 // per connection by what the client asks for), a handshake timeout, the
-// single translation of errors to MySQL error codes and SQLSTATEs
-// (errors.go), result sets with real column types in both the text and the
-// binary protocol (result.go), noticing a client that disconnects while a
-// statement blocks (watchconn.go), KILL, and graceful shutdown.
+// single translation of errors to MySQL error packets (errors.go, from the
+// catalog in sqlfront/errors.go), result sets with real column types in
+// both the text and the binary protocol (result.go), noticing a client that
+// disconnects while a statement blocks (watchconn.go), KILL, and graceful
+// shutdown.
 package server

@@ -51,10 +51,10 @@ func (s *Session) alterTable(at *ast.AlterTableStmt) (*Result, error) {
 			name := spec.OldColumnName.Name.O
 			i, _ := sch.column(name)
 			if i < 0 {
-				return nil, errorf(1091, "Can't DROP '%s'; check that column/key exists", name)
+				return nil, errorf(ErrCodeCantDropField, "Can't DROP '%s'; check that column/key exists", name)
 			}
 			if len(sch.Columns) == 1 {
-				return nil, errorf(1090, "You can't delete all columns with ALTER TABLE; use DROP TABLE instead")
+				return nil, errorf(ErrCodeCantRemoveAllFields, "You can't delete all columns with ALTER TABLE; use DROP TABLE instead")
 			}
 			sch.Columns = slices.Delete(sch.Columns, i, i+1)
 		case ast.AlterTableOption:

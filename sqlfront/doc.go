@@ -21,5 +21,7 @@
 // A Session belongs to one connection and is not safe for concurrent use.
 // Errors are *Error (an SQL-level error that carries its MySQL code),
 // *TableError or *DatabaseError (wrapping the queue package's sentinels),
-// or errors from the context (a cancelled statement).
+// or errors from the context (a cancelled statement). errors.go is the
+// error catalog: the named MySQL codes, their SQLSTATEs, and Cast, which
+// gives every queue error its MySQL code and message.
 package sqlfront

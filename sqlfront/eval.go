@@ -105,7 +105,7 @@ func (env *evalEnv) eval(e ast.ExprNode) (any, error) {
 		}
 		return castValue(v, x.Tp.GetType(), x.Tp.GetFlag())
 	case *ast.AggregateFuncExpr:
-		return nil, errorf(1111, "Invalid use of group function")
+		return nil, errorf(ErrCodeInvalidGroupFuncUse, "Invalid use of group function")
 	case *ast.CaseExpr:
 		return env.caseExpr(x)
 	}
@@ -237,7 +237,7 @@ func binaryOp(op opcode.Op, l, r any) (any, error) {
 						return p, nil
 					}
 				}
-				return nil, errorf(1690, "BIGINT value is out of range in '(%v %s %v)'", li, op.String(), ri)
+				return nil, errorf(ErrCodeValueOutOfRange, "BIGINT value is out of range in '(%v %s %v)'", li, op.String(), ri)
 			}
 		}
 		lf, rf := toFloat(l), toFloat(r)
@@ -314,7 +314,7 @@ func unaryOp(op opcode.Op, v any) (any, error) {
 		switch x := v.(type) {
 		case int64:
 			if x == math.MinInt64 {
-				return nil, errorf(1690, "BIGINT value is out of range in '-(%d)'", x)
+				return nil, errorf(ErrCodeValueOutOfRange, "BIGINT value is out of range in '-(%d)'", x)
 			}
 			return -x, nil
 		case uint64:
@@ -485,7 +485,7 @@ func (env *evalEnv) args(fc *ast.FuncCallExpr) ([]any, error) {
 }
 
 func wrongArgCount(name string) error {
-	return errorf(1582, "Incorrect parameter count in the call to native function '%s'", name)
+	return errorf(ErrCodeNativeParamCount, "Incorrect parameter count in the call to native function '%s'", name)
 }
 
 // call evaluates a function call.
@@ -747,7 +747,7 @@ func (env *evalEnv) call(fc *ast.FuncCallExpr) (any, error) {
 	if db == "" {
 		db = "test"
 	}
-	return nil, errorf(1305, "FUNCTION %s.%s does not exist", db, fc.FnName.O)
+	return nil, errorf(ErrCodeNoSuchFunction, "FUNCTION %s.%s does not exist", db, fc.FnName.O)
 }
 
 // truth is SQL's notion of true for a non-NULL value.

@@ -369,7 +369,7 @@ func (s *Session) buildColumn(sch *tableSchema, cd *ast.ColumnDef) (*columnDef, 
 		}
 	}
 	if autoInc {
-		return nil, errorf(1164, "The used table type doesn't support AUTO_INCREMENT columns")
+		return nil, errorf(ErrCodeCantHandleAutoIncrement, "The used table type doesn't support AUTO_INCREMENT columns")
 	}
 	return c, nil
 }
@@ -390,7 +390,7 @@ func (s *Session) setDefault(c *columnDef, e ast.ExprNode) error {
 		return errorf(ErrCodeInvalidDefault, "Invalid default value for '%s'", c.Name)
 	}
 	if v != nil && c.isBlob() {
-		return errorf(1101, "BLOB, TEXT, GEOMETRY or JSON column '%s' can't have a default value", c.Name)
+		return errorf(ErrCodeBlobCantHaveDefault, "BLOB, TEXT, GEOMETRY or JSON column '%s' can't have a default value", c.Name)
 	}
 	if v == nil {
 		if c.NotNull {

@@ -2,7 +2,6 @@ package sqlfront
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -66,20 +65,14 @@ func render(r *Result) string {
 	return strings.Join(parts, "|")
 }
 
-// errCode returns the MySQL code of a sqlfront error, 1146/1050/1049 for
-// wrapped queue errors, or 0.
+// errCode returns the MySQL code the catalog gives err (Cast), 0 for no
+// error, or -1 for an error the server would answer with 1105.
 func errCode(err error) int {
-	var e *Error
-	var te *TableError
-	switch {
-	case err == nil:
+	if err == nil {
 		return 0
-	case errors.As(err, &e):
+	}
+	if e, ok := Cast(err); ok {
 		return int(e.Code)
-	case errors.As(err, &te) && errors.Is(err, queue.ErrNoSuchTable):
-		return 1146
-	case errors.As(err, &te) && errors.Is(err, queue.ErrTableExists):
-		return 1050
 	}
 	return -1
 }

@@ -495,7 +495,7 @@ func (s *Session) selectNoTable(ctx context.Context, sel *ast.SelectStmt, params
 	var nodes []ast.Node
 	for _, f := range sel.Fields.Fields {
 		if f.WildCard != nil {
-			return nil, errorf(1096, "No tables used")
+			return nil, errorf(ErrCodeNoTablesUsed, "No tables used")
 		}
 		nodes = append(nodes, f.Expr)
 	}

@@ -164,12 +164,12 @@ func (s *Session) set(st *ast.SetStmt, params []any) (*Result, error) {
 			return nil, errorf(ErrCodeUnknownSysVar, "Unknown system variable '%s'", a.Name)
 		}
 		if sv.readOnly {
-			return nil, errorf(1238, "Variable '%s' is a read only variable", a.Name)
+			return nil, errorf(ErrCodeReadOnlyVar, "Variable '%s' is a read only variable", a.Name)
 		}
 		if name == "autocommit" {
 			on, ok := parseBoolVar(val)
 			if !ok {
-				return nil, errorf(1231, "Variable 'autocommit' can't be set to the value of '%s'", toString(val))
+				return nil, errorf(ErrCodeWrongValueForVar, "Variable 'autocommit' can't be set to the value of '%s'", toString(val))
 			}
 			s.autocommit = on
 			continue
