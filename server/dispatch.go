@@ -39,9 +39,18 @@ func (h *handler) serveCommand() error {
 	var v any
 	if len(data) == 0 {
 		v = newError(mysql.ER_UNKNOWN_COM_ERROR, "Unknown command")
-	} else if v, err = h.dispatch(data[0], data[1:]); err != nil {
-		h.mc.Close()
-		return err
+	} else {
+		if h.c != nil {
+			h.c.act.begin(commandName(data[0]), h.statementText(data))
+		}
+		v, err = h.dispatch(data[0], data[1:])
+		if h.c != nil {
+			h.c.act.end(h.sess.Database(), h.sess.Owned())
+		}
+		if err != nil {
+			h.mc.Close()
+			return err
+		}
 	}
 	if v != noReply {
 		err = h.mc.WriteValue(v)
@@ -51,6 +60,19 @@ func (h *handler) serveCommand() error {
 		h.mc.Close()
 	}
 	return err
+}
+
+// statementText is the statement a command runs, for SHOW PROCESSLIST.
+func (h *handler) statementText(data []byte) string {
+	switch data[0] {
+	case mysql.COM_QUERY, mysql.COM_STMT_PREPARE:
+		return string(data[1:])
+	case mysql.COM_STMT_EXECUTE:
+		if p := h.stmt(data[1:]); p != nil {
+			return p.text
+		}
+	}
+	return ""
 }
 
 // dispatch answers one command: it returns what go-mysql is to write
@@ -111,7 +133,7 @@ func (h *handler) dispatch(cmd byte, data []byte) (any, error) {
 		case p.local == nil:
 			return h.forward(cmd, data)
 		}
-		return newError(1421, fmt.Sprintf("The statement (%d) has no open cursor.", binary.LittleEndian.Uint32(data))), nil
+		return newError(mysql.ER_STMT_HAS_NO_OPEN_CURSOR, fmt.Sprintf("The statement (%d) has no open cursor.", binary.LittleEndian.Uint32(data))), nil
 	case mysql.COM_SET_OPTION:
 		if h.up != nil && h.up.Connected() {
 			return h.forward(cmd, data)
@@ -197,7 +219,7 @@ func (h *handler) rollback(data []byte) (any, error) {
 	w := &warnOK{h: h}
 	v, res, err := h.forwardResult(mysql.COM_QUERY, data, w)
 	if err == nil && v == noReply && res.Err == nil && w.patched {
-		h.sess.SetWarning(1196, "Some non-transactional changed tables couldn't be rolled back")
+		h.sess.SetWarning(mysql.ER_WARNING_NOT_COMPLETE_ROLLBACK, "Some non-transactional changed tables couldn't be rolled back")
 		h.lastUpstream = false // SHOW WARNINGS is answered here
 	}
 	return v, err
@@ -371,7 +393,7 @@ func (h *handler) upstreamFailure(err error) (any, error) {
 	case errors.Is(err, upstream.ErrUnavailable):
 		h.upDown = true
 		h.log.Warn("upstream unavailable", "err", err)
-		return newError(2003, fmt.Sprintf("Can't connect to MySQL server on '%s' (upstream of q4mproxy)", h.srv.cfg.Upstream.Addr)), nil
+		return newError(sqlfront.ErrCodeConnHostError, fmt.Sprintf("Can't connect to MySQL server on '%s' (upstream of q4mproxy)", h.srv.cfg.Upstream.Addr)), nil
 	}
 	return nil, err
 }
@@ -416,6 +438,7 @@ func (h *handler) writeEOF() error {
 // pstmt is a prepared statement of the connection: local (a sqlfront
 // statement) or forwarded (the upstream knows it by the same id).
 type pstmt struct {
+	text  string // as prepared
 	local *sqlfront.Stmt
 	both  string // a forwarded statement of session state (USE, SET), applied here too
 	merge bool   // a catalog statement answered with both sides' rows
@@ -469,7 +492,7 @@ func (h *handler) prepare(data []byte) (any, error) {
 	if route == sqlfront.RouteUpstream || route == sqlfront.RouteBoth || route == sqlfront.RouteLastSide {
 		v, res, err := h.forwardResult(mysql.COM_STMT_PREPARE, data)
 		if err == nil && v == noReply && res.Err == nil {
-			p := &pstmt{params: res.Params}
+			p := &pstmt{text: q, params: res.Params}
 			switch route {
 			case sqlfront.RouteBoth:
 				p.both = q // session state: applied here too after each execution
@@ -486,7 +509,7 @@ func (h *handler) prepare(data []byte) (any, error) {
 	if err != nil {
 		return h.toError(err), nil
 	}
-	h.stmts[id] = &pstmt{local: st, params: st.NumParams(), merge: route == sqlfront.RouteMerge, insertSelect: route == sqlfront.RouteInsertSelect}
+	h.stmts[id] = &pstmt{text: q, local: st, params: st.NumParams(), merge: route == sqlfront.RouteMerge, insertSelect: route == sqlfront.RouteInsertSelect}
 	return &gms.Stmt{Query: q, PreparedStmt: preparedStmt(id, st.NumParams())}, nil
 }
 

@@ -67,7 +67,12 @@ func (h *handler) run(query string, fn func(ctx context.Context) (*sqlfront.Resu
 	}
 	// A statement that blocks watches the socket meanwhile, so that a
 	// client that goes away ends it (and gives back what it took).
-	ctx = queue.WithBlockHook(ctx, func() { h.wc.startWatch(cancel) })
+	ctx = queue.WithBlockHook(ctx, func() {
+		h.wc.startWatch(cancel)
+		if h.c != nil {
+			h.c.act.blocked()
+		}
+	})
 	defer h.wc.stopWatch()
 	if h.log != nil && h.log.Enabled(ctx, slog.LevelDebug) {
 		h.log.Debug("statement", "stmt", truncate(query, 200))

@@ -151,7 +151,7 @@ func (s *Server) refuse(c net.Conn) {
 	defer s.wg.Done()
 	defer s.open.Add(-1)
 	_ = c.SetWriteDeadline(time.Now().Add(time.Second))
-	_, _ = c.Write(errorPacket(1040, "Too many connections", 0))
+	_, _ = c.Write(errorPacket(mysql.ER_CON_COUNT_ERROR, "Too many connections", 0))
 	_ = c.Close()
 	s.log.Warn("connection refused: too many connections", "remote", c.RemoteAddr().String(), "max_connections", s.cfg.MaxConnections)
 }
@@ -172,6 +172,8 @@ type conn struct {
 
 	mu          sync.Mutex
 	cancelQuery context.CancelCauseFunc // the running statement, if any
+
+	act activity // for SHOW PROCESSLIST
 }
 
 func (s *Server) handle(raw net.Conn) {
@@ -203,6 +205,9 @@ func (s *Server) handle(raw net.Conn) {
 		return
 	}
 	_ = raw.SetDeadline(time.Time{})
+	// Over TLS, max_allowed_packet is enforced on the decrypted stream from
+	// now on.
+	mc.Conn.Conn = wc.loggedIn(mc.Conn.Conn, s.cfg.MaxAllowedPacket)
 	h.mc = mc
 	h.stmts = map[uint32]*pstmt{}
 	if s.cfg.Upstream != nil {
@@ -214,11 +219,14 @@ func (s *Server) handle(raw net.Conn) {
 			Collation:    mc.Charset(),
 		})
 		defer h.up.Close()
+		sess.SetCreateCheck(h.createCheck)
 	}
 	id := mc.ConnectionID()
 	sess.SetConnID(id)
 	sess.SetUser(mc.GetUser(), host)
 	c := &conn{id: id, user: mc.GetUser(), raw: raw, cancel: cancel}
+	c.act.host = raw.RemoteAddr().String()
+	c.act.end(sess.Database(), "")
 	h.c = c
 	h.log = log.With("conn_id", id, "user", mc.GetUser())
 	s.mu.Lock()
@@ -292,7 +300,7 @@ func (s *Server) Kill(_ context.Context, id uint64, query bool, user string) err
 		return newError(mysql.ER_NO_SUCH_THREAD, fmt.Sprintf("Unknown thread id: %d", id))
 	}
 	if c.user != user {
-		return newError(1095, fmt.Sprintf("You are not owner of thread %d", id))
+		return newError(mysql.ER_KILL_DENIED_ERROR, fmt.Sprintf("You are not owner of thread %d", id))
 	}
 	c.mu.Lock()
 	if c.cancelQuery != nil {
@@ -412,7 +420,7 @@ func (a *authHandler) OnAuthSuccess(c *gms.Conn) error {
 	if a.srv.cfg.RequireSecureTransport {
 		if _, secure := c.Conn.Conn.(*tls.Conn); !secure {
 			a.log.Warn("login refused: plaintext connection while secure transport is required", "user", c.GetUser())
-			return newError(3159, "Connections using insecure transport are prohibited while --require_secure_transport=ON.")
+			return newError(sqlfront.ErrCodeSecureTransportRequired, "Connections using insecure transport are prohibited while --require_secure_transport=ON.")
 		}
 	}
 	c.SetStatus(mysql.SERVER_STATUS_AUTOCOMMIT)
@@ -421,4 +429,5 @@ func (a *authHandler) OnAuthSuccess(c *gms.Conn) error {
 
 func (a *authHandler) OnAuthFailure(c *gms.Conn, err error) {
 	a.log.Warn("login failed", "user", c.GetUser(), "err", err)
+	c.Conn.Conn = a.wc.loginFailed(c.Conn.Conn, c.Sequence)
 }

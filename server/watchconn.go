@@ -3,12 +3,15 @@ package server
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
 	"os"
 	"sync"
 	"time"
+
+	"github.com/go-mysql-org/go-mysql/mysql"
 )
 
 // watchConn sits between go-mysql and the TCP connection. It
@@ -18,7 +21,12 @@ import (
 //     half-duplex, so anything arriving then is either a pipelined byte
 //     (kept for the next Read) or EOF, meaning the client is gone,
 //   - records the first packet the client sends (the handshake response),
-//     so that authentication can follow the plugin the client asked for.
+//     so that authentication can follow the plugin the client asked for,
+//   - enforces max_allowed_packet on what the client sends: on a plaintext
+//     connection by following the packet headers here; on a TLS connection
+//     (where only TLS records pass here) on the decrypted stream, in
+//     tlsSide above the TLS layer, once the client has logged in (until
+//     then, by bounding the raw bytes of the login).
 type watchConn struct {
 	net.Conn
 
@@ -29,6 +37,12 @@ type watchConn struct {
 	firstDone bool
 
 	limit packetLimit // max_allowed_packet for what the client sends
+
+	// TLS: the raw bytes a client may still send before its login is
+	// done (loginBudget), and the decrypted side once it is (tls).
+	tlsLogin    bool
+	loginBudget int64
+	tls         *tlsSide
 
 	// greetingCaps are capability flags added to the server greeting, the
 	// first packet written (go-mysql lets only a few be configured).
@@ -103,9 +117,33 @@ func addGreetingCaps(pkt []byte, caps uint32) {
 	pkt[pos+6] |= byte(caps >> 24)
 }
 
+// SetWriteDeadline sends what is buffered under the deadline in force,
+// then sets the new one: a deadline is for the writes that follow it.
+// crypto/tls relies on that when it closes a connection: it writes its
+// close_notify alert, sets the write deadline to now (any later write
+// fails) and closes the connection below; the buffered error packet of a
+// refused login would otherwise go nowhere.
+func (w *watchConn) SetWriteDeadline(t time.Time) error {
+	_ = w.Flush()
+	return w.Conn.SetWriteDeadline(t)
+}
+
+// SetDeadline is SetWriteDeadline for both directions.
+func (w *watchConn) SetDeadline(t time.Time) error {
+	_ = w.Flush()
+	return w.Conn.SetDeadline(t)
+}
+
 // replaceResponse makes the next flush send pkt instead of what the library
-// wrote for the current command.
-func (w *watchConn) replaceResponse(pkt []byte) { w.override = pkt }
+// wrote for the current command. Over TLS, pkt replaces the next write of
+// the decrypted side (the library writes one packet for the command).
+func (w *watchConn) replaceResponse(pkt []byte) {
+	if w.tls != nil {
+		w.tls.override = pkt
+		return
+	}
+	w.override = pkt
+}
 
 func (w *watchConn) Read(p []byte) (int, error) {
 	if err := w.Flush(); err != nil {
@@ -128,6 +166,11 @@ func (w *watchConn) Read(p []byte) (int, error) {
 	if lerr := w.checkLimit(p[:n]); lerr != nil {
 		return n, lerr
 	}
+	if w.tlsLogin {
+		if w.loginBudget -= int64(n); w.loginBudget < 0 {
+			return n, errPacketTooLarge
+		}
+	}
 	if !w.firstDone && n > 0 {
 		w.first = append(w.first, p[:n]...)
 		if len(w.first) >= 4 {
@@ -136,15 +179,22 @@ func (w *watchConn) Read(p []byte) (int, error) {
 				w.firstDone = true
 				if w.tlsRequested() {
 					// What follows is TLS records: packet headers cannot be
-					// followed below them, so max_allowed_packet is not
-					// enforced here on TLS connections.
+					// followed below them. Until the login is done, the
+					// raw bytes are bounded (the TLS handshake, the
+					// handshake response and the auth exchange: what a
+					// plaintext client may send, with room for TLS); then
+					// tlsSide enforces the limit on the decrypted stream.
+					if w.limit.max > 0 {
+						w.tlsLogin = true
+						w.loginBudget = w.limit.max + w.limit.max/64 + 1<<20
+					}
 					w.limit.max = 0
-				} else if authOverflows(w.first[4 : 4+l]) {
+				} else if handshakeOverflows(w.first[4 : 4+l]) {
 					// go-mysql v1.16.0 would slice the auth data past the
 					// packet's end (within its buffer's capacity) and panic
 					// further on: answer as MySQL does instead.
 					w.wbuf.Reset()
-					_, _ = w.Conn.Write(errorPacket(1043, "Bad handshake", w.first[3]+1))
+					_, _ = w.Conn.Write(errorPacket(mysql.ER_HANDSHAKE_ERROR, "Bad handshake", w.first[3]+1))
 					return 0, errBadHandshake
 				}
 			}
@@ -155,28 +205,6 @@ func (w *watchConn) Read(p []byte) (int, error) {
 
 // errBadHandshake ends a connection whose handshake response is malformed.
 var errBadHandshake = errors.New("server: bad handshake")
-
-// authOverflows reports whether a handshake response (payload) announces
-// more auth data, with a one-byte length, than it holds.
-func authOverflows(pkt []byte) bool {
-	const (
-		clientSecureConn = 0x8000
-		clientLenencAuth = 0x200000
-	)
-	if len(pkt) < 32 {
-		return false
-	}
-	capab := uint32(pkt[0]) | uint32(pkt[1])<<8 | uint32(pkt[2])<<16 | uint32(pkt[3])<<24
-	if capab&clientSecureConn == 0 || capab&clientLenencAuth != 0 {
-		return false
-	}
-	i := bytes.IndexByte(pkt[32:], 0) // user
-	if i < 0 {
-		return false
-	}
-	pos := 32 + i + 1
-	return pos < len(pkt) && pos+1+int(pkt[pos]) > len(pkt)
-}
 
 // tlsRequested reports whether the client's first packet was an SSL
 // request (CLIENT_SSL set in a 32-byte handshake response).
@@ -411,20 +439,23 @@ func (w *watchConn) checkLimit(b []byte) error {
 	if !over {
 		return nil
 	}
-	seq = w.discardPacket(seq)
+	seq = w.limit.discard(w.Conn, seq)
 	w.wbuf.Reset()
-	_, _ = w.Conn.Write(errorPacket(1153, "Got a packet bigger than 'max_allowed_packet' bytes", seq+1))
+	_, _ = w.Conn.Write(errTooLargePacket(seq))
 	return errPacketTooLarge
 }
 
-// discardPacket reads and drops the rest of an oversized packet, so that
+func errTooLargePacket(seq byte) []byte {
+	return errorPacket(mysql.ER_NET_PACKET_TOO_LARGE, "Got a packet bigger than 'max_allowed_packet' bytes", seq+1)
+}
+
+// discard reads from c and drops the rest of an oversized packet, so that
 // the client, done sending, reads the error rather than a reset
 // connection. It gives up after 256 MB or 10 s. It returns the sequence
 // number of the last chunk.
-func (w *watchConn) discardPacket(seq byte) byte {
-	_ = w.Conn.SetReadDeadline(time.Now().Add(10 * time.Second))
-	defer func() { _ = w.Conn.SetReadDeadline(time.Time{}) }()
-	l := &w.limit
+func (l *packetLimit) discard(c net.Conn, seq byte) byte {
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	defer func() { _ = c.SetReadDeadline(time.Time{}) }()
 	buf := make([]byte, 64<<10)
 	for dropped := 0; dropped < 256<<20; {
 		if l.remain == 0 {
@@ -432,14 +463,14 @@ func (w *watchConn) discardPacket(seq byte) byte {
 				return seq
 			}
 			var hdr [4]byte
-			if _, err := io.ReadFull(w.Conn, hdr[:]); err != nil {
+			if _, err := io.ReadFull(c, hdr[:]); err != nil {
 				return seq
 			}
 			l.chunk = int(hdr[0]) | int(hdr[1])<<8 | int(hdr[2])<<16
 			l.remain, seq = l.chunk, hdr[3]
 			continue
 		}
-		n, err := w.Conn.Read(buf[:min(len(buf), l.remain)])
+		n, err := c.Read(buf[:min(len(buf), l.remain)])
 		l.remain -= n
 		dropped += n
 		if err != nil {
@@ -447,4 +478,73 @@ func (w *watchConn) discardPacket(seq byte) byte {
 		}
 	}
 	return seq
+}
+
+// loggedIn returns the connection go-mysql is to read and write once the
+// client has logged in, given the one it used for the login: that one
+// itself, or for a TLS connection its decrypted side, where
+// max_allowed_packet (max) is enforced from then on.
+func (w *watchConn) loggedIn(c net.Conn, max int64) net.Conn {
+	w.tlsLogin = false
+	tc, ok := c.(*tls.Conn)
+	if !ok {
+		return c
+	}
+	w.tls = &tlsSide{Conn: tc, wc: w, limit: packetLimit{max: max}}
+	return w.tls
+}
+
+// loginFailed returns the connection go-mysql is to write its refusal of a
+// login to (seq is the packet's sequence number): c itself, or, when a TLS
+// client went over the bound on the raw bytes of its login, a side of it
+// that answers ERROR 1153 as a plaintext client gets (go-mysql would write
+// 1105 with its read error).
+func (w *watchConn) loginFailed(c net.Conn, seq byte) net.Conn {
+	tc, ok := c.(*tls.Conn)
+	if !ok || !w.tlsLogin || w.loginBudget >= 0 {
+		return c
+	}
+	return &tlsSide{Conn: tc, wc: w, override: errTooLargePacket(seq - 1)}
+}
+
+// tlsSide is the decrypted side of a TLS connection (go-mysql's transport
+// after the login): it follows the packets the client sends, as watchConn
+// does on a plaintext connection, and answers one over max_allowed_packet
+// with ERROR 1153, encrypted like everything else.
+type tlsSide struct {
+	*tls.Conn
+	wc       *watchConn
+	limit    packetLimit
+	override []byte // replaces the next write (see replaceResponse)
+}
+
+func (s *tlsSide) Read(p []byte) (int, error) {
+	n, err := s.Conn.Read(p)
+	if s.limit.max == 0 || n == 0 {
+		return n, err
+	}
+	over, seq := s.limit.feed(p[:n])
+	if !over {
+		return n, err
+	}
+	if err == nil {
+		seq = s.limit.discard(s.Conn, seq)
+	}
+	// What TLS has encrypted cannot be taken back (a plaintext connection
+	// drops a pending response): the error follows it.
+	_, _ = s.Conn.Write(errTooLargePacket(seq))
+	_ = s.wc.Flush()
+	return n, errPacketTooLarge
+}
+
+func (s *tlsSide) Write(p []byte) (int, error) {
+	if s.override != nil {
+		pkt := s.override
+		s.override = nil
+		if _, err := s.Conn.Write(pkt); err != nil {
+			return 0, err
+		}
+		return len(p), nil
+	}
+	return s.Conn.Write(p)
 }

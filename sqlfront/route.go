@@ -188,6 +188,8 @@ func (s *Session) routeShow(sh *ast.ShowStmt) (Route, error) {
 	switch sh.Tp {
 	case ast.ShowWarnings, ast.ShowErrors:
 		return RouteLastSide, nil
+	case ast.ShowProcessList:
+		return RouteLocal, nil // q4mproxy's clients, with one thread-id space
 	case ast.ShowTables, ast.ShowTableStatus, ast.ShowEngines, ast.ShowPlugins, ast.ShowVariables, ast.ShowStatus:
 		return RouteMerge, nil
 	}
@@ -378,7 +380,7 @@ func (s *Session) InsertSelected(ctx context.Context, is *InsertSelect, rows [][
 			return r, err
 		}
 		if try == 3 {
-			return nil, errorf(1412, "Table definition has changed, please retry transaction")
+			return nil, errorf(ErrCodeTableDefChanged, "Table definition has changed, please retry transaction")
 		}
 	}
 }

@@ -30,6 +30,10 @@ type Config struct {
 	Hostname string
 	// ValveStatus, if set, answers SHOW VALVE STATUS (column names, rows).
 	ValveStatus func() ([]string, [][]any)
+	// ProcessList, if set, answers SHOW [FULL] PROCESSLIST: one row per
+	// connection (Id, User, Host, db, Command, Time, State, Info), Info
+	// cut to 100 characters unless full.
+	ProcessList func(full bool) [][]any
 	// Kill, if set, carries out KILL [QUERY] id for a session of user.
 	Kill func(ctx context.Context, id uint64, query bool, user string) error
 	// Upstream says that q4mproxy stands in front of an upstream server,
@@ -186,6 +190,15 @@ func (s *Session) UseDB(name string) error {
 	return nil
 }
 
+// Owned describes the row the session owns ("db.table rowid N"), or "".
+func (s *Session) Owned() string {
+	db, table, rowid, ok := s.owner.Owned()
+	if !ok {
+		return ""
+	}
+	return fmt.Sprintf("owns %s.%s rowid %d", db, table, rowid)
+}
+
 // IsQueueTable reports whether name is a queue table of the current
 // database.
 func (s *Session) IsQueueTable(name string) bool {
@@ -233,7 +246,7 @@ func (s *Session) parse(sql string) (ast.StmtNode, error) {
 	}
 	switch len(stmts) {
 	case 0:
-		return nil, errorf(1065, "Query was empty")
+		return nil, errorf(ErrCodeEmptyQuery, "Query was empty")
 	case 1:
 		return stmts[0], nil
 	}
@@ -313,7 +326,7 @@ func (s *Session) execStmt(ctx context.Context, stmt ast.StmtNode, params []any)
 				return r, err
 			}
 			if try == 3 {
-				return nil, errorf(1412, "Table definition has changed, please retry transaction")
+				return nil, errorf(ErrCodeTableDefChanged, "Table definition has changed, please retry transaction")
 			}
 		}
 	case *ast.DeleteStmt:

@@ -119,6 +119,13 @@ func (s *Session) show(sh *ast.ShowStmt) (*Result, error) {
 			}
 		}
 		return res, nil
+	case ast.ShowProcessList:
+		res := &Result{Columns: []Column{intCol("Id"), textCol("User"), textCol("Host"), textCol("db"),
+			textCol("Command"), intCol("Time"), textCol("State"), textCol("Info")}}
+		if s.eng.cfg.ProcessList != nil {
+			res.Rows = s.eng.cfg.ProcessList(sh.Full)
+		}
+		return res, nil
 	case ast.ShowWarnings, ast.ShowErrors:
 		var rows [][]any
 		for _, w := range s.warnings {

@@ -372,6 +372,7 @@ func (m *Main) Run(ctx context.Context) error {
 		Port:             port,
 		Hostname:         hostname,
 		Kill:             srv.Kill,
+		ProcessList:      srv.ProcessList,
 		Upstream:         up != nil,
 		Logger:           m.log,
 	})
