@@ -589,7 +589,7 @@ func (h *handler) execute(data []byte) (any, error) {
 func (h *handler) createCheck(ctx context.Context, db, table string) error {
 	q := "SELECT (SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = " + quote(db) +
 		"), (SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = " + quote(db) + " AND TABLE_NAME = " + quote(table) + ")"
-	_, rows, err := h.up.Query(ctx, "", q)
+	_, rows, err := h.up.Query(ctx, h.sess.Database(), q)
 	if err != nil {
 		if errors.Is(err, upstream.ErrUnavailable) {
 			h.log.Warn("upstream unavailable: queue table created without checking its name there", "table", table)

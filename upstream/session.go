@@ -525,8 +525,10 @@ func (s *Session) writePayload(data []byte) error {
 		if _, err := s.conn.Write(h[:]); err != nil {
 			return err
 		}
-		if _, err := s.conn.Write(data[:n]); err != nil {
-			return err
+		if n > 0 {
+			if _, err := s.conn.Write(data[:n]); err != nil {
+				return err
+			}
 		}
 		data = data[n:]
 		if n < maxPayload {
