@@ -256,10 +256,8 @@ func (h *handler) insertSelect(q string) (any, error) {
 	if h.srv.shutting.Load() {
 		return h.toError(errShutdown), nil
 	}
-	ctx, cancel := context.WithCancelCause(h.ctx)
-	defer cancel(nil)
-	h.setCancel(cancel)
-	_, rows, err := h.up.Query(ctx, h.sess.Database(), is.Select)
+	h.setCancel(h.killUpstream)
+	_, rows, err := h.up.Query(h.ctx, h.sess.Database(), is.Select)
 	h.setCancel(nil)
 	h.syncStatus()
 	if err != nil {
@@ -285,11 +283,9 @@ func (h *handler) merge(q string, binaryProto bool) (any, error) {
 	if h.srv.shutting.Load() {
 		return h.toError(errShutdown), nil
 	}
-	ctx, cancel := context.WithCancelCause(h.ctx)
-	defer cancel(nil)
-	h.setCancel(cancel)
+	h.setCancel(h.killUpstream)
 	defer h.setCancel(nil)
-	cols, rows, err := h.up.Query(ctx, h.sess.Database(), q)
+	cols, rows, err := h.up.Query(h.ctx, h.sess.Database(), q)
 	h.lastUpstream = true
 	h.syncStatus()
 	switch {
@@ -298,7 +294,7 @@ func (h *handler) merge(q string, binaryProto bool) (any, error) {
 	case cols == nil:
 		return nil, nil
 	}
-	local, lerr := h.sess.Exec(ctx, q)
+	local, lerr := h.sess.Exec(h.ctx, q)
 	if lerr != nil {
 		local = nil // no queue tables in that database
 	}
@@ -352,17 +348,15 @@ func (h *handler) forwardResult(cmd byte, data []byte, client ...upstream.Client
 	if h.srv.shutting.Load() {
 		return h.toError(errShutdown), upstream.Result{}, nil
 	}
-	ctx, cancel := context.WithCancelCause(h.ctx)
-	defer cancel(nil)
-	h.setCancel(cancel)
+	h.setCancel(h.killUpstream)
 	defer h.setCancel(nil)
 	var res upstream.Result
 	var err error
 	h.upDown = false
 	if cmd == mysql.COM_STMT_PREPARE {
-		res, err = h.up.Prepare(ctx, c, h.sess.Database(), h.stmtSeq, data)
+		res, err = h.up.Prepare(h.ctx, c, h.sess.Database(), h.stmtSeq, data)
 	} else {
-		res, err = h.up.Forward(ctx, c, h.sess.Database(), cmd, data)
+		res, err = h.up.Forward(h.ctx, c, h.sess.Database(), cmd, data)
 	}
 	if cmd == mysql.COM_QUERY || cmd == mysql.COM_STMT_EXECUTE {
 		h.lastUpstream = true // a statement ran there (preparing or closing one does not count)
@@ -396,6 +390,18 @@ func (h *handler) upstreamFailure(err error) (any, error) {
 		return newError(sqlfront.ErrCodeConnHostError, fmt.Sprintf("Can't connect to MySQL server on '%s' (upstream of q4mproxy)", h.srv.cfg.Upstream.Addr)), nil
 	}
 	return nil, err
+}
+
+// killUpstream is the running statement's cancel function while a command
+// runs upstream (KILL QUERY, KILL, shutdown): a KILL QUERY of its own on a
+// side connection, in a goroutine that the connection waits for when it
+// closes (the caller holds a lock).
+func (h *handler) killUpstream(error) {
+	h.kills.Add(1)
+	go func() {
+		defer h.kills.Done()
+		h.up.KillQuery()
+	}()
 }
 
 func (h *handler) setCancel(cancel context.CancelCauseFunc) {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/go-mysql-org/go-mysql/mysql"
@@ -36,6 +37,7 @@ type handler struct {
 	queueWriteInTxn bool
 	stmts           map[uint32]*pstmt // prepared statements by id
 	stmtSeq         uint32            // the last statement id given out
+	kills           sync.WaitGroup    // KILL QUERYs sent upstream (killUpstream)
 }
 
 var _ gms.Handler = (*handler)(nil)

@@ -219,6 +219,7 @@ func (s *Server) handle(raw net.Conn) {
 			Collation:    mc.Charset(),
 		})
 		defer h.up.Close()
+		defer h.kills.Wait() // before the upstream connection closes
 		sess.SetCreateCheck(h.createCheck)
 	}
 	id := mc.ConnectionID()

@@ -12,6 +12,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -129,6 +130,9 @@ type Session struct {
 	seq      byte // next sequence number towards the upstream
 	status   uint16
 	warnings uint16
+
+	// inFlight counts commands: odd while one runs (KillQuery reads it).
+	inFlight atomic.Uint64
 
 	sticky bool              // state a reconnect would lose (user variables, temporary tables, locks)
 	replay []string          // session SETs to apply again on a reconnect
@@ -332,6 +336,8 @@ func (s *Session) Prepare(ctx context.Context, c Client, db string, id uint32, q
 	if err := s.ensure(ctx, db); err != nil {
 		return Result{}, err
 	}
+	seq := s.inFlight.Add(1)
+	defer s.inFlight.CompareAndSwap(seq, seq+1)
 	if err := s.writeCommand(mysql.COM_STMT_PREPARE, query); err != nil {
 		return Result{}, s.lost(err)
 	}
@@ -395,7 +401,8 @@ type Result struct {
 
 // Forward sends one command (cmd and its payload, as the client sent it)
 // to the upstream and relays the answer to c. db is the database a new
-// connection starts in. Errors are ErrUnavailable (nothing was sent; the
+// connection starts in; ctx bounds connecting (the command itself is ended
+// by KillQuery, which the caller arranges for KILL QUERY and shutdown). Errors are ErrUnavailable (nothing was sent; the
 // client connection is fine), ErrLost, or an upstream refusal of the login
 // (*mysql.MyError, to be sent to the client).
 func (s *Session) Forward(ctx context.Context, c Client, db string, cmd byte, payload []byte) (Result, error) {
@@ -418,13 +425,8 @@ func (s *Session) Forward(ctx context.Context, c Client, db string, cmd byte, pa
 			delete(s.stmts, binary.LittleEndian.Uint32(payload))
 		}
 	}
-	killed := make(chan struct{})
-	stop := context.AfterFunc(ctx, func() { defer close(killed); s.KillQuery() })
-	defer func() {
-		if !stop() {
-			<-killed // a KILL QUERY was sent: wait for it to finish
-		}
-	}()
+	seq := s.inFlight.Add(1)
+	defer s.inFlight.CompareAndSwap(seq, seq+1) // odd while a command runs
 	if err := s.writeCommand(cmd, payload); err != nil {
 		return Result{}, s.lost(err)
 	}
@@ -761,12 +763,18 @@ func (s *Session) simple(cmd byte, payload []byte) error {
 	return nil
 }
 
-// KillQuery ends the statement the upstream connection is running, from
+// KillQuery ends the command the upstream connection is running, from
 // another connection (KILL QUERY, as mysqld's own KILL does), so that a
 // KILL QUERY or a shutdown reaches forwarded statements too. It returns
 // when the KILL has been answered (or failed); it may be called from any
-// goroutine.
+// goroutine. The KILL is not sent if the command running when KillQuery was
+// called has ended meanwhile (the next one could be hit; a small window
+// between that check and the KILL remains, as with any proxy).
 func (s *Session) KillQuery() {
+	seq := s.inFlight.Load()
+	if seq%2 == 0 {
+		return // nothing runs
+	}
 	id := s.ThreadID()
 	if id == 0 {
 		return
@@ -794,6 +802,9 @@ func (s *Session) KillQuery() {
 			return
 		}
 		defer kc.Close()
+		if s.inFlight.Load() != seq {
+			return // that command ended while connecting
+		}
 		if _, err := kc.Execute(fmt.Sprintf("KILL QUERY %d", id)); err != nil {
 			s.log.Debug("upstream KILL QUERY", "thread_id", id, "err", err)
 		}
