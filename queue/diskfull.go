@@ -341,7 +341,7 @@ func (g *diskGuard) Unwrap() vfs.FS { return g.FS }
 func (g *diskGuard) Create(name string, c vfs.DiskWriteCategory) (vfs.File, error) {
 	var f vfs.File
 	err := g.try("create", name, func() (err error) { f, err = g.FS.Create(name, c); return err })
-	return g.wrap(f, name), err
+	return g.wrapNew(f, name), err
 }
 
 func (g *diskGuard) OpenReadWrite(name string, c vfs.DiskWriteCategory, opts ...vfs.OpenOption) (vfs.File, error) {
