@@ -68,6 +68,7 @@ type Server struct {
 	shutting atomic.Bool
 	wg       sync.WaitGroup
 	open     atomic.Int64 // connections being served
+	refused  refuseLog    // limits the log lines about refused connections
 
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
@@ -146,14 +147,18 @@ func (s *Server) Serve(l net.Listener) error {
 }
 
 // refuse answers a connection over --max-connections with ERROR 1040 in
-// place of the greeting, as MySQL does, and closes it.
+// place of the greeting, as MySQL does, and closes it. The log tells of the
+// first refusal and then of at most one per 10 s, with the number held back
+// since ("suppressed").
 func (s *Server) refuse(c net.Conn) {
 	defer s.wg.Done()
 	defer s.open.Add(-1)
 	_ = c.SetWriteDeadline(time.Now().Add(time.Second))
 	_, _ = c.Write(errorPacket(mysql.ER_CON_COUNT_ERROR, "Too many connections", 0))
 	_ = c.Close()
-	s.log.Warn("connection refused: too many connections", "remote", c.RemoteAddr().String(), "max_connections", s.cfg.MaxConnections)
+	if ok, n := s.refused.allow(time.Now()); ok {
+		s.log.Warn("connection refused: too many connections", "remote", c.RemoteAddr().String(), "max_connections", s.cfg.MaxConnections, "suppressed", n)
+	}
 }
 
 func errTemporary(err error) error {
