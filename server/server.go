@@ -8,12 +8,14 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/go-mysql-org/go-mysql/mysql"
@@ -434,6 +436,21 @@ func (a *authHandler) OnAuthSuccess(c *gms.Conn) error {
 }
 
 func (a *authHandler) OnAuthFailure(c *gms.Conn, err error) {
-	a.log.Warn("login failed", "user", c.GetUser(), "err", err)
+	if abandoned(err) {
+		// The client went away (or said nothing until the handshake
+		// timeout) before it tried to log in: a probe or a storm, not a
+		// failed login.
+		a.log.Debug("handshake abandoned by the client", "user", c.GetUser(), "err", err)
+	} else {
+		a.log.Warn("login failed", "user", c.GetUser(), "err", err)
+	}
 	c.Conn.Conn = a.wc.loginFailed(c.Conn.Conn, c.Sequence)
+}
+
+// abandoned reports whether a handshake ended because the connection did
+// (EOF, reset, timeout) rather than with a refused login.
+func abandoned(err error) bool {
+	var ne net.Error
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, mysql.ErrBadConn) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.As(err, &ne) && ne.Timeout()
 }
