@@ -73,12 +73,12 @@ type DB struct {
 	// failed is set once by the commit loop when a commit fails; read under mu.
 	mu       sync.Mutex
 	failed   error
-	closed   bool                     // guarded by mu
-	dbs      map[string]*database     // guarded by mu
-	wait     map[*waiter]struct{}     // every registered waiter; guarded by mu
-	names    map[string]*nameCounters // per table name, survive TRUNCATE; guarded by mu
-	reserved map[string]bool          // table names reserved for internal owners; guarded by mu
-	hooks    map[string]func([]byte)  // OnConsume hooks by table name; guarded by mu
+	closed   bool                      // guarded by mu
+	dbs      map[string]*database      // guarded by mu
+	wait     map[*waiter]struct{}      // every registered waiter; guarded by mu
+	names    map[string]*nameCounters  // per table name, survive TRUNCATE; guarded by mu
+	reserved map[string]bool           // table names reserved for internal owners; guarded by mu
+	hooks    map[string][]*consumeHook // OnConsume hooks by table name; guarded by mu
 }
 
 type database struct {
@@ -193,7 +193,7 @@ func Open(dir string, opts *Options) (*DB, error) {
 		wait:      make(map[*waiter]struct{}),
 		names:     make(map[string]*nameCounters),
 		reserved:  make(map[string]bool),
-		hooks:     make(map[string]func([]byte)),
+		hooks:     make(map[string][]*consumeHook),
 	}
 	if o.NoSync {
 		db.writeOpts = pebble.NoSync
@@ -406,6 +406,10 @@ type Table struct {
 
 // Name returns the table's name.
 func (h Table) Name() string { return h.t.name }
+
+// ID identifies the table's incarnation: a TRUNCATE or a DROP and CREATE
+// gives the name a new one (rowids are only unique within one).
+func (h Table) ID() uint64 { return h.t.id }
 
 // Database returns the name of the table's database.
 func (h Table) Database() string { return h.t.db }

@@ -3,6 +3,7 @@ package queue
 import (
 	"bytes"
 	"errors"
+	"slices"
 
 	"github.com/cockroachdb/pebble/v2"
 )
@@ -30,14 +31,66 @@ func (db *DB) NewInternalOwner() *Owner { return &Owner{db: db, internal: true} 
 // mayTakeLocked reports whether owners of this kind may take rows of t.
 func (t *table) mayTakeLocked(internal bool) bool { return internal || !t.reserved }
 
-// OnConsume registers fn to be called with the payload of every row of
-// table dbname.name that a (non-internal) owner consumes, once the consume
-// is durable. fn runs on the consuming connection's goroutine: it must be
-// quick and must not call back into the DB. One function per table name.
-func (db *DB) OnConsume(dbname, name string, fn func(payload []byte)) {
+// Consumed is a row an owner consumed, as OnConsume's hooks see it.
+type Consumed struct {
+	TableID uint64 // the incarnation of the table (Table.ID)
+	RowID   uint64
+	Payload []byte // nil unless a hook of the table asked for payloads
+}
+
+type consumeHook struct {
+	payload bool
+	fn      func(Consumed)
+}
+
+// OnConsume registers fn to be called with every row of table
+// dbname.name that a (non-internal) owner consumes, once the consume is
+// durable; with payload, Consumed.Payload holds the row (read before the
+// consume, an extra read per consume). fn runs on the consuming
+// connection's goroutine: it must be quick and must not call back into the
+// DB. A table may have several hooks; remove unregisters this one (a
+// consume already past the lookup may still call fn once).
+func (db *DB) OnConsume(dbname, name string, payload bool, fn func(Consumed)) (remove func()) {
+	k := &consumeHook{payload: payload, fn: fn}
+	key := nameKey(dbname, name)
 	db.mu.Lock()
 	defer db.mu.Unlock()
-	db.hooks[nameKey(dbname, name)] = fn
+	db.hooks[key] = append(slices.Clone(db.hooks[key]), k)
+	return func() {
+		db.mu.Lock()
+		defer db.mu.Unlock()
+		hs := slices.DeleteFunc(slices.Clone(db.hooks[key]), func(h *consumeHook) bool { return h == k })
+		if len(hs) == 0 {
+			delete(db.hooks, key)
+		} else {
+			db.hooks[key] = hs
+		}
+	}
+}
+
+// RowExists reports whether row rowid of the table is still stored: free,
+// owned, or being consumed (until its consume is durable). A table that
+// was dropped or truncated since h was taken has no rows.
+func (db *DB) RowExists(h Table, rowid uint64) (bool, error) {
+	db.mu.Lock()
+	dead := h.t.dead
+	db.mu.Unlock()
+	if dead {
+		return false, nil
+	}
+	db.readMu.RLock()
+	defer db.readMu.RUnlock()
+	if db.isClosed() {
+		return false, ErrClosed
+	}
+	_, closer, err := db.pdb.Get(rowKey(h.t.id, rowid))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return true, closer.Close()
 }
 
 // AuxEntry is a key and value of an internal user's own state, stored in
@@ -92,6 +145,16 @@ type Write struct {
 	// Set writes, and Delete removes, entries of internal state.
 	Set    []AuxEntry
 	Delete []AuxEntry // Value unused
+	// Finish, if set, is called once the batch is sure to hold every
+	// change above (rowids assigned), before it is committed, with the
+	// first rowid of each insertion; the entries it returns are set in the
+	// same batch. It runs on the commit loop, before the sync, so it lets
+	// the caller record the rowids before any waiter can take the rows. It
+	// must be quick and must not call into the DB or wait for anything
+	// that may wait for a commit. It is not called if the write fails
+	// before its batch is written (then nothing of it is stored); if the
+	// commit itself fails, the DB refuses every later write.
+	Finish func(first []uint64) []AuxEntry
 }
 
 // Insertion is rows to append to a table.
@@ -119,8 +182,10 @@ func (o *Owner) Apply(w Write) error {
 		p, a := db.consumePart(h)
 		parts, applies = append(parts, p), append(applies, a)
 	}
-	for _, in := range w.Inserts {
+	inserts := make([]*insertPart, len(w.Inserts))
+	for i, in := range w.Inserts {
 		ins := db.insertPart(in.Table, in.Rows, nil)
+		inserts[i] = ins
 		parts, applies = append(parts, ins.prepare), append(applies, ins.apply)
 	}
 	err := db.submit(&op{
@@ -147,6 +212,15 @@ func (o *Owner) Apply(w Write) error {
 			}
 			for _, e := range w.Delete {
 				_ = b.Delete(auxKey(e.NS, e.Key), nil)
+			}
+			if w.Finish != nil {
+				first := make([]uint64, len(inserts))
+				for i, ins := range inserts {
+					first[i] = ins.first
+				}
+				for _, e := range w.Finish(first) {
+					_ = b.Set(auxKey(e.NS, e.Key), e.Value, nil)
+				}
 			}
 			return nil
 		},

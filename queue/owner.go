@@ -125,11 +125,18 @@ func (o *Owner) consume() error {
 	}
 	o.row = nil
 	db := o.db
-	db.mu.Lock()
-	hook := db.hooks[nameKey(h.t.db, h.t.name)]
-	db.mu.Unlock()
+	var hooks []*consumeHook
+	wantPayload := false
+	if !o.internal {
+		db.mu.Lock()
+		hooks = db.hooks[nameKey(h.t.db, h.t.name)]
+		db.mu.Unlock()
+		for _, k := range hooks {
+			wantPayload = wantPayload || k.payload
+		}
+	}
 	var payload []byte
-	if hook != nil && !o.internal {
+	if wantPayload {
 		payload = db.get(h.t, h.rowid)
 	}
 	prepare, apply := db.consumePart(h)
@@ -139,8 +146,8 @@ func (o *Owner) consume() error {
 		}
 		return fullError(err, h.t.db, h.t.name)
 	}
-	if payload != nil {
-		hook(payload)
+	for _, k := range hooks {
+		k.fn(Consumed{TableID: h.t.id, RowID: h.rowid, Payload: payload})
 	}
 	return nil
 }

@@ -31,10 +31,11 @@ type Settings struct {
 	Interval        float64 `toml:"interval"` // seconds
 	StrictInterval  bool    `toml:"strict_interval"`
 	DropOnEmergency *bool   `toml:"drop_on_emergency"`
-	// Release is "prompt" (throttled messages enter the timed table with
-	// ready = 0 at their slot time) or "faithful" (they enter it at once
-	// with ready = slot, in Mvalve's units of 10 µs, as Mvalve's Reader
-	// does; consumers see them on their next queue_wait after the slot).
+	// Release is "prompt", the only mode: a message enters the timed table
+	// (with ready = 0) when its destination's readers may take it. The
+	// "faithful" mode of earlier versions (rows entered the timed table at
+	// once with ready = their slot) is refused: a reader that came late
+	// took every row whose slot had passed at once.
 	Release      string        `toml:"release"`
 	Destinations []Destination `toml:"destination"`
 }
@@ -128,8 +129,10 @@ func (s *Settings) Validate() error {
 		return fmt.Errorf("valve %s: max_items must not be negative", s.Name)
 	case len(s.NormalTables) == 0:
 		return fmt.Errorf("valve %s: no normal_tables", s.Name)
-	case s.Release != "prompt" && s.Release != "faithful":
-		return fmt.Errorf("valve %s: release must be prompt or faithful", s.Name)
+	case s.Release == "faithful":
+		return fmt.Errorf("valve %s: release = \"faithful\" is no longer supported (rows entered the timed table ahead of their time, so a late reader took them in a burst); remove it", s.Name)
+	case s.Release != "prompt":
+		return fmt.Errorf("valve %s: release must be prompt", s.Name)
 	}
 	for _, d := range s.Destinations {
 		if d.Interval < 0 || d.MaxItems < 0 {
@@ -139,7 +142,7 @@ func (s *Settings) Validate() error {
 	return nil
 }
 
-// limits returns the throttle for destination d: at most max releases in
+// limits returns the throttle for destination d: at most max deliveries in
 // any window of interval (strict_interval: one).
 func (s *Settings) limits(d string) (int, time.Duration) {
 	maxItems, interval, strict := s.MaxItems, s.Interval, s.StrictInterval

@@ -2,7 +2,6 @@ package valve
 
 import (
 	"bytes"
-	"container/heap"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -25,6 +24,15 @@ type Codec interface {
 }
 
 // Valve is one configured valve.
+//
+// Locking. applyMu serialises the valve's own writes (a decision on an
+// arriving message, a round of releases, persisting state): each plans
+// under mu, commits with mu released, and records its outcome under mu in
+// the write's Finish, which runs before the batch is synced and so before
+// a reader can take a released row. Only the valve's goroutines take
+// applyMu. mu is taken by connections too (the consume hooks, SHOW VALVE
+// STATUS) and is never held across a commit, so a slow fsync of the
+// store never stalls a connection on the valve.
 type Valve struct {
 	cfg   Settings
 	db    *queue.DB
@@ -33,63 +41,86 @@ type Valve struct {
 	ns    string // namespace of the valve's state in the store
 	now   func() time.Time
 
-	mu      sync.Mutex // guards everything below; held across a decision's commit
-	dests   map[string]*dest
-	sched   schedHeap
-	seq     uint64
-	writer  *queue.Owner // commits the scheduler's and the hooks' writes
-	started bool
+	applyMu sync.Mutex
+	seq     uint64 // last waiting-entry sequence number; guarded by applyMu
 
-	kick chan struct{} // wakes the scheduler (buffered 1)
+	mu       sync.Mutex
+	dests    map[string]*dest
+	flights  map[flight]*dest // released rows not consumed yet, by row
+	backlog  map[*dest]bool   // destinations with waiting messages
+	dirty    map[*dest]bool   // destinations whose stored state is behind
+	dequeues []dequeued       // 'dequeue' rows to log (log_dequeue)
+	running  bool             // the hooks record consumes only while Run runs
+	started  bool             // Run has loaded the state (tests wait for it)
+	kick     chan struct{}    // wakes the scheduler (buffered 1)
+	persist  chan struct{}    // wakes the persister (buffered 1)
+
+	manual bool // tests with a fake clock: no scheduler goroutine (they call step)
+}
+
+// flight is a released row of the timed table: the table's incarnation
+// and the row.
+type flight struct {
+	Table uint64 `json:"t"`
+	Row   uint64 `json:"r"`
 }
 
 // dest is the state of one destination.
 type dest struct {
 	name string
-	// releases are the release times (µs) still inside the window, and
-	// the scheduled ones, ascending: Data::Valve's sliding log, extended
-	// into the future by the schedule.
-	releases       []int64
+	// waiting are the messages not released yet, in arrival order.
+	waiting []*entry
+	// flights are the released messages whose rows are still in the timed
+	// table (free, or owned by a reader that has not consumed them).
+	flights []flight
+	// charges (µs, ascending) are when released messages stopped being in
+	// flight: consumed by a reader, or found gone (deleted, truncated, or
+	// consumed while the valve was not looking). Only those within the
+	// last interval are kept.
+	charges        []int64
 	emergencyUntil int64 // unix seconds; normal messages are dropped before it
-	pending        int   // scheduled, not yet released
+	checked        int64 // µs: when its flights were last looked up in the table
 
 	admitted, throttled, dropped, released uint64 // since start
 }
 
 // persisted is what the store keeps per destination.
 type persisted struct {
-	Releases       []int64 `json:"r,omitempty"`
-	EmergencyUntil int64   `json:"e,omitempty"`
+	Charges        []int64  `json:"c,omitempty"`
+	Flights        []flight `json:"f,omitempty"`
+	EmergencyUntil int64    `json:"e,omitempty"`
+	// Releases is the release log of earlier versions, which paced
+	// releases instead of deliveries: loaded as charges.
+	Releases []int64 `json:"r,omitempty"`
 }
 
-// entry is a scheduled release.
+// entry is a waiting message.
 type entry struct {
-	Due  int64  `json:"due"` // µs
 	Seq  uint64 `json:"seq"`
 	Dest string `json:"dest"`
-	Row  []byte `json:"row,omitempty"` // the timed row to insert (prompt mode)
+	Row  []byte `json:"row,omitempty"` // the timed row to insert
+	// Due is set in entries of earlier versions (key "s/" + due + seq).
+	Due int64  `json:"due,omitempty"`
+	key []byte // its key in the store
 }
 
-func (e *entry) key() []byte {
-	k := []byte("s/")
-	k = binary.BigEndian.AppendUint64(k, uint64(e.Due))
-	return binary.BigEndian.AppendUint64(k, e.Seq)
+func waitingKey(seq uint64) []byte {
+	return binary.BigEndian.AppendUint64([]byte("q/"), seq)
 }
 
-type schedHeap []*entry
+// dequeued is a 'dequeue' row to write.
+type dequeued struct {
+	dest string
+	at   time.Time
+}
 
-func (h schedHeap) Len() int { return len(h) }
-func (h schedHeap) Less(i, j int) bool {
-	return h[i].Due < h[j].Due || h[i].Due == h[j].Due && h[i].Seq < h[j].Seq
-}
-func (h schedHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
-func (h *schedHeap) Push(x any)   { *h = append(*h, x.(*entry)) }
-func (h *schedHeap) Pop() any {
-	old := *h
-	e := old[len(old)-1]
-	*h = old[:len(old)-1]
-	return e
-}
+// reconcileEvery is how often the flights of a destination that waits for
+// them are looked up in the timed table: rows that left it without a
+// consume (DELETE, TRUNCATE, DROP) then stop counting as in flight.
+const reconcileEvery = time.Second
+
+// releaseBatch bounds the rows released in one commit.
+const releaseBatch = 512
 
 // New returns a valve; Run starts it.
 func New(db *queue.DB, codec Codec, cfg Settings, log *slog.Logger) (*Valve, error) {
@@ -102,11 +133,15 @@ func New(db *queue.DB, codec Codec, cfg Settings, log *slog.Logger) (*Valve, err
 	}
 	return &Valve{
 		cfg: cfg, db: db, codec: codec,
-		log:   log.With("component", "valve", "valve", cfg.Name),
-		ns:    "valve/" + cfg.Name,
-		now:   time.Now,
-		dests: map[string]*dest{},
-		kick:  make(chan struct{}, 1),
+		log:     log.With("component", "valve", "valve", cfg.Name),
+		ns:      "valve/" + cfg.Name,
+		now:     time.Now,
+		dests:   map[string]*dest{},
+		flights: map[flight]*dest{},
+		backlog: map[*dest]bool{},
+		dirty:   map[*dest]bool{},
+		kick:    make(chan struct{}, 1),
+		persist: make(chan struct{}, 1),
 	}, nil
 }
 
@@ -115,39 +150,61 @@ func (v *Valve) Name() string { return v.cfg.Name }
 
 // Run consumes the normal tables until ctx is done. It waits for the
 // tables to exist (creating them is the user's job, as with mvalve create).
+// It returns once every goroutine it started has stopped and the state
+// the hooks recorded is stored; a Valve runs once.
 func (v *Valve) Run(ctx context.Context) error {
 	for _, t := range v.cfg.NormalTables {
 		v.db.Reserve(v.cfg.Database, t)
 	}
+	v.mu.Lock()
+	v.running = true
+	v.mu.Unlock()
+	var hooks []func()
+	defer func() {
+		for _, remove := range hooks {
+			remove()
+		}
+	}()
 	if *v.cfg.DropOnEmergency {
 		for _, t := range v.cfg.EmergencyTables {
-			v.db.OnConsume(v.cfg.Database, t, v.emergencyConsumed(t))
+			hooks = append(hooks, v.db.OnConsume(v.cfg.Database, t, true, v.emergencyConsumed(t)))
 		}
 	}
-	if v.cfg.LogDequeue && v.cfg.StatslogTable != "-" {
-		v.db.OnConsume(v.cfg.Database, v.cfg.TimedTable, v.timedConsumed)
-	}
+	hooks = append(hooks, v.db.OnConsume(v.cfg.Database, v.cfg.TimedTable, v.logsDequeues(), v.timedConsumed))
 	if err := v.load(); err != nil {
+		v.mu.Lock()
+		v.running = false
+		v.mu.Unlock()
 		return err
 	}
 	v.mu.Lock()
-	v.writer = v.db.NewInternalOwner()
 	v.started = true
 	v.mu.Unlock()
 	v.log.Info("valve started", "normal", v.cfg.NormalTables, "timed", v.cfg.TimedTable,
-		"max_items", v.cfg.MaxItems, "interval", v.cfg.Interval, "release", v.cfg.Release)
+		"max_items", v.cfg.MaxItems, "interval", v.cfg.Interval)
 
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stopPersister := make(chan struct{})
 	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		v.scheduler(ctx)
-	}()
+	if !v.manual {
+		wg.Go(func() { v.scheduler(ctx) })
+	}
+	wg.Go(func() { v.persister(stopPersister) })
 	err := v.consume(ctx)
+	cancel()
+	// From here on the hooks record nothing; the persister stores what
+	// they recorded before it stops.
+	v.mu.Lock()
+	v.running = false
+	v.mu.Unlock()
+	close(stopPersister)
 	wg.Wait()
 	v.log.Info("valve stopped")
 	return err
 }
+
+func (v *Valve) logsDequeues() bool { return v.cfg.LogDequeue && v.cfg.StatslogTable != "-" }
 
 // consume is the loop over the normal tables.
 func (v *Valve) consume(ctx context.Context) error {
@@ -196,6 +253,13 @@ func sleep(ctx context.Context, d time.Duration) {
 	}
 }
 
+func signal(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
+	}
+}
+
 // tables resolves the timed table and (if any) the stats-log table.
 func (v *Valve) tables() (timed queue.Table, statslog *queue.Table, err error) {
 	timed, err = v.db.Table(v.cfg.Database, v.cfg.TimedTable)
@@ -210,7 +274,20 @@ func (v *Valve) tables() (timed queue.Table, statslog *queue.Table, err error) {
 	return timed, statslog, nil
 }
 
-// decide admits, throttles or drops the row owner holds, in one batch.
+// ceilMicro is t in µs, rounded up: a time recorded for a consume is
+// never before the consume.
+func ceilMicro(t time.Time) int64 {
+	us := t.UnixMicro()
+	if t.UnixNano()%1000 != 0 {
+		us++
+	}
+	return us
+}
+
+// decide passes on the row owner holds, in one batch with its consume:
+// released into the timed table if its destination's budget allows and
+// nothing of the destination waits before it; otherwise kept waiting (in
+// the store) for the scheduler; or dropped in an emergency window.
 func (v *Valve) decide(owner *queue.Owner, table string) error {
 	src, err := v.db.Table(v.cfg.Database, table)
 	if err != nil {
@@ -228,101 +305,104 @@ func (v *Valve) decide(owner *queue.Owner, table string) error {
 		return err
 	}
 	name, _ := row["destination"].(string)
-	message := row["message"]
 	timed, statslog, err := v.tables()
 	if err != nil {
 		return err
 	}
-
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	now := v.now()
-	nowUS := now.UnixMicro()
-	d := v.destLocked(name)
-	saved := *d
-	restore := func() { *d = saved; d.releases = append([]int64(nil), saved.releases...) }
-	d.releases = append([]int64(nil), d.releases...)
-
-	if *v.cfg.DropOnEmergency && d.emergencyUntil > now.Unix() {
-		d.dropped++
-		return owner.Apply(queue.Write{Consume: true})
-	}
-	maxItems, interval := v.cfg.limits(name)
-	due := d.nextRelease(nowUS, maxItems, interval.Microseconds())
-	w := queue.Write{Consume: true}
-	var e *entry
-	if due <= nowUS {
-		r, err := v.codec.EncodeNamed(timed, map[string]any{"destination": name, "ready": int64(0), "message": message})
-		if err != nil {
-			return err
-		}
-		d.releases = append(d.releases, nowUS)
-		d.admitted++
-		w.Inserts = []queue.Insertion{{Table: timed, Rows: [][]byte{r}}}
-	} else {
-		v.seq++
-		e = &entry{Due: due, Seq: v.seq, Dest: name}
-		ready := int64(0)
-		if v.cfg.Release == "faithful" {
-			ready = due / 10 // Mvalve's ready is in units of 10 µs
-		}
-		r, err := v.codec.EncodeNamed(timed, map[string]any{"destination": name, "ready": ready, "message": message})
-		if err != nil {
-			return err
-		}
-		if v.cfg.Release == "faithful" {
-			w.Inserts = []queue.Insertion{{Table: timed, Rows: [][]byte{r}}}
-		} else {
-			e.Row = r
-		}
-		d.releases = append(d.releases, due)
-		d.pending++
-		d.throttled++
-		eb, _ := json.Marshal(e)
-		w.Set = append(w.Set, queue.AuxEntry{NS: v.ns, Key: e.key(), Value: eb})
-		if statslog != nil {
-			lr, err := v.codec.EncodeNamed(*statslog, map[string]any{"action": "throttle", "destination": name, "logged_on": now})
-			if err == nil {
-				w.Inserts = append(w.Inserts, queue.Insertion{Table: *statslog, Rows: [][]byte{lr}})
-			}
-		}
-	}
-	w.Set = append(w.Set, v.stateEntry(d))
-	if err := owner.Apply(w); err != nil {
-		restore()
+	r, err := v.codec.EncodeNamed(timed, map[string]any{"destination": name, "ready": int64(0), "message": row["message"]})
+	if err != nil {
 		return err
 	}
-	if e != nil {
-		heap.Push(&v.sched, e)
-		select {
-		case v.kick <- struct{}{}:
-		default:
+
+	v.applyMu.Lock()
+	defer v.applyMu.Unlock()
+	v.mu.Lock()
+	now := v.now()
+	d := v.destLocked(name)
+	drop := *v.cfg.DropOnEmergency && d.emergencyUntil > now.Unix()
+	maxItems, interval := v.cfg.limits(name)
+	n, _ := d.budget(now.UnixMicro(), maxItems, interval.Microseconds())
+	release := len(d.waiting) == 0 && n > 0
+	v.mu.Unlock()
+
+	switch {
+	case drop:
+		if err := owner.Apply(queue.Write{Consume: true}); err != nil {
+			return err
+		}
+		v.mu.Lock()
+		d.dropped++
+		v.mu.Unlock()
+		return nil
+	case release:
+		// The row is recorded in flight before it is published (a reader
+		// may consume it before Apply returns); the counters, which SHOW
+		// VALVE STATUS shows, once it is durable.
+		tid := timed.ID()
+		err := owner.Apply(queue.Write{
+			Consume: true,
+			Inserts: []queue.Insertion{{Table: timed, Rows: [][]byte{r}}},
+			Finish: func(first []uint64) []queue.AuxEntry {
+				v.mu.Lock()
+				defer v.mu.Unlock()
+				v.flyLocked(d, flight{tid, first[0]})
+				delete(v.dirty, d)
+				return []queue.AuxEntry{v.stateEntry(d)}
+			},
+		})
+		if err == nil {
+			v.mu.Lock()
+			d.admitted++
+			v.mu.Unlock()
+		}
+		return err
+	}
+	v.seq++
+	e := &entry{Seq: v.seq, Dest: name, Row: r, key: waitingKey(v.seq)}
+	eb, _ := json.Marshal(e)
+	w := queue.Write{
+		Consume: true,
+		Set:     []queue.AuxEntry{{NS: v.ns, Key: e.key, Value: eb}},
+	}
+	if statslog != nil {
+		lr, err := v.codec.EncodeNamed(*statslog, map[string]any{"action": "throttle", "destination": name, "logged_on": now})
+		if err == nil {
+			w.Inserts = []queue.Insertion{{Table: *statslog, Rows: [][]byte{lr}}}
 		}
 	}
+	if err := owner.Apply(w); err != nil {
+		return err
+	}
+	v.mu.Lock()
+	d.waiting = append(d.waiting, e)
+	v.backlog[d] = true
+	d.throttled++
+	v.mu.Unlock()
+	signal(v.kick)
 	return nil
 }
 
-// nextRelease returns the earliest time (µs) at or after now, and not
-// before any release already scheduled for the destination (its order is
-// kept), at which a release keeps at most maxItems releases in every
-// window of interval. It also forgets releases that left the window.
-func (d *dest) nextRelease(now int64, maxItems int, interval int64) int64 {
-	// Data::Valve drops entries strictly older than the interval.
-	i := sort.Search(len(d.releases), func(i int) bool { return now-d.releases[i] <= interval })
-	d.releases = d.releases[i:]
-	t := now
-	if n := len(d.releases); n > 0 && d.releases[n-1] > t {
-		t = d.releases[n-1]
+// budget returns how many more messages of d may be released at now (µs)
+// so that, counting those in flight and those that left flight within the
+// last interval, at most maxItems are. When none may, at is when one may
+// if nothing more lands (0 if only a landing can make room). It forgets
+// charges older than interval (as Data::Valve forgets entries strictly
+// older than the interval).
+func (d *dest) budget(now int64, maxItems int, interval int64) (n int, at int64) {
+	i := sort.Search(len(d.charges), func(i int) bool { return now-d.charges[i] <= interval })
+	if i > 0 {
+		d.charges = append(d.charges[:0], d.charges[i:]...)
 	}
-	for {
-		// Releases in the window ending at t: those at or after t-interval.
-		j := sort.Search(len(d.releases), func(i int) bool { return d.releases[i] >= t-interval })
-		if len(d.releases)-j < maxItems {
-			return t
-		}
-		// Wait until the oldest of the last maxItems leaves the window.
-		t = d.releases[len(d.releases)-maxItems] + interval + 1
+	n = maxItems - len(d.flights) - len(d.charges)
+	switch {
+	case n > 0:
+		return n, now
+	case len(d.flights) >= maxItems:
+		return 0, 0
 	}
+	// One may go once the j oldest charges have left the window.
+	j := len(d.charges) - (maxItems - len(d.flights) - 1)
+	return 0, d.charges[j-1] + interval + 1
 }
 
 func (v *Valve) destLocked(name string) *dest {
@@ -334,15 +414,41 @@ func (v *Valve) destLocked(name string) *dest {
 	return d
 }
 
+// flyLocked records a released row of d.
+func (v *Valve) flyLocked(d *dest, f flight) {
+	d.flights = append(d.flights, f)
+	v.flights[f] = d
+}
+
+// landLocked records that row f left the timed table at (µs); it returns
+// its destination, or nil if f is not a row in flight.
+func (v *Valve) landLocked(f flight, at int64) *dest {
+	d := v.flights[f]
+	if d == nil {
+		return nil
+	}
+	delete(v.flights, f)
+	if i := slices.Index(d.flights, f); i >= 0 {
+		d.flights = slices.Delete(d.flights, i, i+1)
+	}
+	insertSorted(&d.charges, at)
+	return d
+}
+
 func (v *Valve) stateEntry(d *dest) queue.AuxEntry {
-	b, _ := json.Marshal(persisted{Releases: d.releases, EmergencyUntil: d.emergencyUntil})
+	b, _ := json.Marshal(persisted{Charges: d.charges, Flights: d.flights, EmergencyUntil: d.emergencyUntil})
 	return queue.AuxEntry{NS: v.ns, Key: append([]byte("d/"), d.name...), Value: b}
 }
 
-// load reads the valve's state and schedule from the store.
+// load reads the valve's state and waiting messages from the store. Rows
+// in flight that left the timed table while the valve was down count as
+// landed now.
 func (v *Valve) load() error {
-	v.mu.Lock()
-	defer v.mu.Unlock()
+	v.applyMu.Lock()
+	defer v.applyMu.Unlock()
+	states := map[string]persisted{}
+	var entries []*entry
+	var obsolete []queue.AuxEntry
 	var bad error
 	err := v.db.AuxScan(v.ns, func(k, val []byte) bool {
 		switch {
@@ -352,43 +458,80 @@ func (v *Valve) load() error {
 				bad = fmt.Errorf("valve %s: state of %q: %w", v.cfg.Name, k[2:], err)
 				return false
 			}
-			d := v.destLocked(string(k[2:]))
-			d.releases, d.emergencyUntil = p.Releases, p.EmergencyUntil
-		case bytes.HasPrefix(k, []byte("s/")):
-			e := &entry{}
+			states[string(k[2:])] = p
+		case bytes.HasPrefix(k, []byte("q/")), bytes.HasPrefix(k, []byte("s/")):
+			e := &entry{key: bytes.Clone(k)}
 			if err := json.Unmarshal(val, e); err != nil {
-				bad = fmt.Errorf("valve %s: schedule entry: %w", v.cfg.Name, err)
+				bad = fmt.Errorf("valve %s: waiting message: %w", v.cfg.Name, err)
 				return false
 			}
-			heap.Push(&v.sched, e)
-			v.seq = max(v.seq, e.Seq)
+			if e.Row == nil {
+				// An earlier version's "faithful" entry: its row is in
+				// the timed table already.
+				obsolete = append(obsolete, queue.AuxEntry{NS: v.ns, Key: e.key})
+				return true
+			}
+			entries = append(entries, e)
 		}
 		return true
 	})
 	if err == nil {
 		err = bad
 	}
-	for _, e := range v.sched {
-		v.destLocked(e.Dest).pending++
-	}
-	if len(v.sched) > 0 {
-		v.log.Info("schedule restored", "messages", len(v.sched))
-	}
 	if err != nil {
 		return err
 	}
-	// Releases that fell due while the server was down go out now; the
-	// ones after them move so that the limit holds from now on.
-	nowUS := v.now().UnixMicro()
-	var w queue.Write
-	for _, d := range v.dests {
-		overdue := false
-		for _, e := range v.sched {
-			overdue = overdue || e.Dest == d.name && e.Due < nowUS
+	gone := map[flight]bool{}
+	timed, terr := v.db.Table(v.cfg.Database, v.cfg.TimedTable)
+	for _, p := range states {
+		for _, f := range p.Flights {
+			if terr != nil || f.Table != timed.ID() {
+				gone[f] = true
+				continue
+			}
+			ok, err := v.db.RowExists(timed, f.Row)
+			if err != nil {
+				return err
+			}
+			gone[f] = !ok
 		}
-		if overdue {
-			v.replanLocked(d, nowUS, &w)
+	}
+
+	v.mu.Lock()
+	at := ceilMicro(v.now())
+	changed := map[*dest]bool{}
+	for name, p := range states {
+		d := v.destLocked(name)
+		d.emergencyUntil = max(d.emergencyUntil, p.EmergencyUntil)
+		for _, c := range append(p.Charges, p.Releases...) {
+			insertSorted(&d.charges, c)
 		}
+		changed[d] = len(p.Releases) > 0
+		for _, f := range p.Flights {
+			if gone[f] {
+				insertSorted(&d.charges, at)
+				changed[d] = true
+			} else {
+				v.flyLocked(d, f)
+			}
+		}
+	}
+	slices.SortFunc(entries, func(a, b *entry) int { return cmpUint(a.Seq, b.Seq) })
+	for _, e := range entries {
+		d := v.destLocked(e.Dest)
+		d.waiting = append(d.waiting, e)
+		v.backlog[d] = true
+		v.seq = max(v.seq, e.Seq)
+	}
+	w := queue.Write{Delete: obsolete}
+	for d, c := range changed {
+		if c {
+			w.Set = append(w.Set, v.stateEntry(d))
+		}
+	}
+	v.mu.Unlock()
+	if len(entries) > 0 {
+		v.log.Info("waiting messages restored", "messages", len(entries), "in_flight", len(v.flights))
 	}
 	if len(w.Set)+len(w.Delete) > 0 {
 		return v.db.NewInternalOwner().Apply(w)
@@ -396,123 +539,183 @@ func (v *Valve) load() error {
 	return nil
 }
 
-// scheduler releases scheduled messages at their due time.
+func cmpUint(a, b uint64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// scheduler releases waiting messages as their destinations' budgets
+// allow: when a released row is consumed, and when a charge leaves its
+// window.
 func (v *Valve) scheduler(ctx context.Context) {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
-		v.mu.Lock()
-		wait := time.Hour
-		if len(v.sched) > 0 {
-			wait = time.Duration(v.sched[0].Due-v.now().UnixMicro()) * time.Microsecond
-		}
-		v.mu.Unlock()
-		if wait > 0 {
-			timer.Reset(wait)
-			select {
-			case <-ctx.Done():
+		wait, err := v.step()
+		if err != nil {
+			if errors.Is(err, queue.ErrClosed) {
 				return
-			case <-v.kick:
-				if !timer.Stop() {
-					<-timer.C
-				}
-				continue
-			case <-timer.C:
 			}
+			v.log.Warn("cannot release waiting messages; retrying", "err", err)
+			wait = time.Second
 		}
-		if err := v.releaseDue(); err != nil {
-			v.log.Warn("cannot release scheduled messages; retrying", "err", err)
-			sleep(ctx, time.Second)
-		}
-	}
-}
-
-// releaseDue releases every entry whose time has come, oldest first.
-func (v *Valve) releaseDue() error {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	nowUS := v.now().UnixMicro()
-	for len(v.sched) > 0 && v.sched[0].Due <= nowUS {
-		e := v.sched[0]
-		d := v.destLocked(e.Dest)
-		w := queue.Write{Delete: []queue.AuxEntry{{NS: v.ns, Key: e.key()}}}
-		if e.Row != nil {
-			timed, _, err := v.tables()
-			if err != nil {
-				return err
+		if wait <= 0 {
+			if ctx.Err() != nil {
+				return
 			}
-			w.Inserts = []queue.Insertion{{Table: timed, Rows: [][]byte{e.Row}}}
-		}
-		heap.Pop(&v.sched)
-		if nowUS-e.Due > lateUS && e.Row != nil {
-			// Released late (a restart, a busy machine): the release log
-			// records when it really went out, and the destination's later
-			// releases move if they would now break the limit.
-			removeOne(&d.releases, e.Due)
-			insertSorted(&d.releases, nowUS)
-			v.replanLocked(d, nowUS, &w)
-		}
-		if err := v.writer.Apply(w); err != nil {
-			heap.Push(&v.sched, e) // still in the store: retried
-			if errors.Is(err, queue.ErrTableChanged) {
-				return fmt.Errorf("the timed table was altered; scheduled rows no longer fit it: %w", err)
-			}
-			return err
-		}
-		d.pending--
-		d.released++
-	}
-	return nil
-}
-
-// lateUS is how late (µs) a release may go out before the destination's
-// later releases are re-timed.
-const lateUS = 1000
-
-// replanLocked re-times the scheduled releases of d from now on: each
-// keeps its time if the limit still allows it, or moves to the earliest
-// time that does, in order. The changes go into w. In faithful mode rows
-// are already in the timed table with their ready time, so nothing moves.
-func (v *Valve) replanLocked(d *dest, nowUS int64, w *queue.Write) {
-	if v.cfg.Release == "faithful" {
-		return
-	}
-	var mine []*entry
-	for _, e := range v.sched {
-		if e.Dest == d.name {
-			mine = append(mine, e)
-		}
-	}
-	sort.Slice(mine, func(i, j int) bool {
-		return mine[i].Due < mine[j].Due || mine[i].Due == mine[j].Due && mine[i].Seq < mine[j].Seq
-	})
-	for _, e := range mine {
-		removeOne(&d.releases, e.Due) // keep only releases that happened
-	}
-	maxItems, interval := v.cfg.limits(d.name)
-	moved := false
-	for _, e := range mine {
-		t := max(d.nextRelease(nowUS, maxItems, interval.Microseconds()), e.Due)
-		d.releases = append(d.releases, t)
-		if t == e.Due {
 			continue
 		}
-		w.Delete = append(w.Delete, queue.AuxEntry{NS: v.ns, Key: e.key()})
-		e.Due = t
-		eb, _ := json.Marshal(e)
-		w.Set = append(w.Set, queue.AuxEntry{NS: v.ns, Key: e.key(), Value: eb})
-		moved = true
+		timer.Reset(wait)
+		select {
+		case <-ctx.Done():
+			return
+		case <-v.kick:
+		case <-timer.C:
+		}
 	}
-	if moved {
-		heap.Init(&v.sched)
-	}
-	w.Set = append(w.Set, v.stateEntry(d))
 }
 
-func removeOne(s *[]int64, x int64) {
-	if i, ok := slices.BinarySearch(*s, x); ok {
-		*s = slices.Delete(*s, i, i+1)
+// step looks up the flights the valve waits for, then releases what the
+// budgets allow (one batch), and returns how long until there may be more
+// to release (0: at once).
+func (v *Valve) step() (time.Duration, error) {
+	if err := v.reconcile(); err != nil {
+		return 0, err
 	}
+	v.applyMu.Lock()
+	defer v.applyMu.Unlock()
+	timed, terr := v.db.Table(v.cfg.Database, v.cfg.TimedTable)
+
+	v.mu.Lock()
+	nowUS := v.now().UnixMicro()
+	next := nowUS + int64(time.Hour/time.Microsecond)
+	var batch []*entry
+	for d := range v.backlog {
+		maxItems, interval := v.cfg.limits(d.name)
+		n, at := d.budget(nowUS, maxItems, interval.Microseconds())
+		k := min(n, len(d.waiting), releaseBatch-len(batch))
+		batch = append(batch, d.waiting[:max(k, 0)]...)
+		switch {
+		case k == len(d.waiting):
+		case n > k: // the batch is full
+			next = nowUS
+		case at > 0:
+			next = min(next, at)
+		default: // waits for a landing; look its flights up now and then
+			next = min(next, d.checked+reconcileEvery.Microseconds())
+		}
+	}
+	v.mu.Unlock()
+	if len(batch) == 0 {
+		return time.Duration(max(next-nowUS, 1)) * time.Microsecond, nil
+	}
+	if terr != nil {
+		return 0, fmt.Errorf("timed table %s: %w", v.cfg.TimedTable, terr)
+	}
+	slices.SortFunc(batch, func(a, b *entry) int { return cmpUint(a.Seq, b.Seq) })
+	rows := make([][]byte, len(batch))
+	w := queue.Write{Inserts: []queue.Insertion{{Table: timed}}}
+	for i, e := range batch {
+		rows[i] = e.Row
+		w.Delete = append(w.Delete, queue.AuxEntry{NS: v.ns, Key: e.key})
+	}
+	w.Inserts[0].Rows = rows
+	tid := timed.ID()
+	// The rows move from the backlog to flight before they are published
+	// (a reader may consume one before Apply returns); they count as
+	// released once durable.
+	w.Finish = func(first []uint64) []queue.AuxEntry {
+		v.mu.Lock()
+		defer v.mu.Unlock()
+		touched := map[*dest]bool{}
+		for i, e := range batch {
+			d := v.dests[e.Dest]
+			if i := slices.Index(d.waiting, e); i >= 0 { // 0: a batch takes each destination's oldest
+				d.waiting = slices.Delete(d.waiting, i, i+1)
+			}
+			if len(d.waiting) == 0 {
+				d.waiting = nil
+				delete(v.backlog, d)
+			}
+			v.flyLocked(d, flight{tid, first[0] + uint64(i)})
+			touched[d] = true
+		}
+		var st []queue.AuxEntry
+		for d := range touched {
+			delete(v.dirty, d)
+			st = append(st, v.stateEntry(d))
+		}
+		return st
+	}
+	if err := v.db.NewInternalOwner().Apply(w); err != nil {
+		if errors.Is(err, queue.ErrTableChanged) {
+			return 0, fmt.Errorf("the timed table was altered; waiting rows no longer fit it: %w", err)
+		}
+		return 0, err
+	}
+	v.mu.Lock()
+	for _, e := range batch {
+		v.dests[e.Dest].released++
+	}
+	v.mu.Unlock()
+	return 0, nil
+}
+
+// reconcile looks up, at most every reconcileEvery, the rows in flight of
+// the destinations that wait for them: a row no longer in the timed table
+// (consumed while the hook could not see it, deleted, truncated) lands now.
+// It holds applyMu: a row recorded in flight by a write still committing
+// is not in the table yet.
+func (v *Valve) reconcile() error {
+	v.applyMu.Lock()
+	defer v.applyMu.Unlock()
+	v.mu.Lock()
+	nowUS := v.now().UnixMicro()
+	var todo []flight
+	for d := range v.backlog {
+		maxItems, interval := v.cfg.limits(d.name)
+		if n, _ := d.budget(nowUS, maxItems, interval.Microseconds()); n > 0 || len(d.flights) == 0 ||
+			nowUS-d.checked < reconcileEvery.Microseconds() {
+			continue
+		}
+		d.checked = nowUS
+		todo = append(todo, d.flights...)
+	}
+	v.mu.Unlock()
+	if len(todo) == 0 {
+		return nil
+	}
+	timed, terr := v.db.Table(v.cfg.Database, v.cfg.TimedTable)
+	var gone []flight
+	for _, f := range todo {
+		ok := false
+		if terr == nil && f.Table == timed.ID() {
+			var err error
+			if ok, err = v.db.RowExists(timed, f.Row); err != nil {
+				return err
+			}
+		}
+		if !ok {
+			gone = append(gone, f)
+		}
+	}
+	if len(gone) == 0 {
+		return nil
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	at := ceilMicro(v.now())
+	for _, f := range gone {
+		if d := v.landLocked(f, at); d != nil {
+			v.dirty[d] = true
+		}
+	}
+	return nil
 }
 
 func insertSorted(s *[]int64, x int64) {
@@ -520,74 +723,143 @@ func insertSorted(s *[]int64, x int64) {
 	*s = slices.Insert(*s, i, x)
 }
 
+// timedConsumed is the hook for rows consumed from the timed table: a
+// released row lands (its destination's budget grows once the interval
+// has passed), and with log_dequeue a 'dequeue' row is logged.
+func (v *Valve) timedConsumed(c queue.Consumed) {
+	name, logIt := "", false
+	if c.Payload != nil {
+		if t, err := v.db.Table(v.cfg.Database, v.cfg.TimedTable); err == nil {
+			if row, err := v.codec.DecodeNamed(t, c.Payload); err == nil {
+				name, _ = row["destination"].(string)
+				logIt = true
+			}
+		}
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if !v.running {
+		return
+	}
+	now := v.now()
+	if d := v.landLocked(flight{c.TableID, c.RowID}, ceilMicro(now)); d != nil {
+		v.dirty[d] = true
+		signal(v.kick)
+	}
+	if logIt {
+		v.dequeues = append(v.dequeues, dequeued{name, now})
+		signal(v.persist)
+	}
+}
+
 // emergencyConsumed returns the hook that opens a destination's drop
 // window when a connection consumes one of its emergency messages.
-func (v *Valve) emergencyConsumed(table string) func([]byte) {
-	return func(payload []byte) {
+func (v *Valve) emergencyConsumed(table string) func(queue.Consumed) {
+	return func(c queue.Consumed) {
 		t, err := v.db.Table(v.cfg.Database, table)
 		if err != nil {
 			return
 		}
-		row, err := v.codec.DecodeNamed(t, payload)
+		row, err := v.codec.DecodeNamed(t, c.Payload)
 		if err != nil {
 			return
 		}
 		name, _ := row["destination"].(string)
 		_, interval := v.cfg.limits(name)
-		until := v.now().Add(interval).Unix()
 		v.mu.Lock()
+		defer v.mu.Unlock()
+		if !v.running {
+			return
+		}
+		until := v.now().Add(interval).Unix()
 		d := v.destLocked(name)
 		if until > d.emergencyUntil {
 			d.emergencyUntil = until
-		}
-		st := v.stateEntry(d)
-		started := v.started
-		v.mu.Unlock()
-		if started {
-			go func() { // the hook runs on the consumer's goroutine: persist off it
-				v.mu.Lock()
-				defer v.mu.Unlock()
-				_ = v.writer.Apply(queue.Write{Set: []queue.AuxEntry{st}})
-			}()
+			v.dirty[d] = true
+			signal(v.persist)
 		}
 	}
 }
 
-// timedConsumed writes a 'dequeue' row for a message consumed from the
-// timed table (log_dequeue).
-func (v *Valve) timedConsumed(payload []byte) {
-	t, err := v.db.Table(v.cfg.Database, v.cfg.TimedTable)
-	if err != nil {
-		return
-	}
-	row, err := v.codec.DecodeNamed(t, payload)
-	if err != nil {
-		return
-	}
-	name, _ := row["destination"].(string)
-	now := v.now()
-	go func() { // the hook runs on the consumer's goroutine: write off it
-		_, statslog, err := v.tables()
-		if err != nil || statslog == nil {
+// persister stores what the hooks recorded (emergency windows, landings,
+// 'dequeue' rows) off the connections' goroutines. Once stop is closed it
+// stores what is left and returns.
+func (v *Valve) persister(stop <-chan struct{}) {
+	retry := time.NewTimer(time.Hour)
+	defer retry.Stop()
+	for {
+		select {
+		case <-v.persist:
+		case <-retry.C:
+		case <-stop:
+			if err := v.flush(); err != nil && !errors.Is(err, queue.ErrClosed) {
+				v.log.Warn("cannot store the valve's state at shutdown", "err", err)
+			}
 			return
 		}
-		lr, err := v.codec.EncodeNamed(*statslog, map[string]any{"action": "dequeue", "destination": name, "logged_on": now})
-		if err != nil {
-			return
+		if err := v.flush(); err != nil {
+			v.log.Warn("cannot store the valve's state; retrying", "err", err)
+			retry.Reset(time.Second)
 		}
-		if err := v.db.NewInternalOwner().Apply(queue.Write{Inserts: []queue.Insertion{{Table: *statslog, Rows: [][]byte{lr}}}}); err != nil {
-			v.log.Warn("cannot log a dequeue", "err", err)
+	}
+}
+
+// flush writes the dirty destinations' state and the pending 'dequeue'
+// rows in one batch.
+func (v *Valve) flush() error {
+	v.applyMu.Lock()
+	defer v.applyMu.Unlock()
+	var statslog *queue.Table
+	if v.logsDequeues() {
+		if s, err := v.db.Table(v.cfg.Database, v.cfg.StatslogTable); err == nil {
+			statslog = &s
 		}
-	}()
+	}
+	v.mu.Lock()
+	var w queue.Write
+	dirty := v.dirty
+	v.dirty = map[*dest]bool{}
+	for d := range dirty {
+		w.Set = append(w.Set, v.stateEntry(d))
+	}
+	logs := v.dequeues
+	v.dequeues = nil
+	v.mu.Unlock()
+	if statslog != nil && len(logs) > 0 {
+		ins := queue.Insertion{Table: *statslog}
+		for _, l := range logs {
+			if r, err := v.codec.EncodeNamed(*statslog, map[string]any{"action": "dequeue", "destination": l.dest, "logged_on": l.at}); err == nil {
+				ins.Rows = append(ins.Rows, r)
+			}
+		}
+		if len(ins.Rows) > 0 {
+			w.Inserts = []queue.Insertion{ins}
+		}
+	}
+	if len(w.Set)+len(w.Inserts) == 0 {
+		return nil
+	}
+	err := v.db.NewInternalOwner().Apply(w)
+	if err != nil {
+		v.mu.Lock()
+		for d := range dirty {
+			v.dirty[d] = true
+		}
+		if statslog != nil && !errors.Is(err, queue.ErrNoSuchTable) && !errors.Is(err, queue.ErrTableChanged) {
+			v.dequeues = append(logs, v.dequeues...)
+		}
+		v.mu.Unlock()
+	}
+	return err
 }
 
 // Status is one row of SHOW VALVE STATUS.
 type Status struct {
 	Valve, Destination                     string
 	Admitted, Throttled, Dropped, Released uint64
-	Scheduled                              int
-	NextRelease                            time.Time // zero if nothing is scheduled
-	InWindow, MaxItems                     int       // releases in the current window, and the limit
+	Scheduled                              int       // messages waiting
+	NextRelease                            time.Time // zero if none waits, or if it waits for a consume
+	InWindow, MaxItems                     int       // in flight plus landed within the interval, and the limit
 	DropUntil                              time.Time // zero if no emergency window is open
 }
 
@@ -596,27 +868,18 @@ func (v *Valve) Status() []Status {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	now := v.now()
-	next := map[string]int64{}
-	for _, e := range v.sched {
-		if n, ok := next[e.Dest]; !ok || e.Due < n {
-			next[e.Dest] = e.Due
-		}
-	}
 	out := make([]Status, 0, len(v.dests))
 	for _, d := range v.dests {
 		maxItems, interval := v.cfg.limits(d.name)
+		_, at := d.budget(now.UnixMicro(), maxItems, interval.Microseconds())
 		st := Status{
 			Valve: v.cfg.Name, Destination: d.name,
 			Admitted: d.admitted, Throttled: d.throttled, Dropped: d.dropped, Released: d.released,
-			Scheduled: d.pending, MaxItems: maxItems,
+			Scheduled: len(d.waiting), MaxItems: maxItems,
+			InWindow: len(d.flights) + len(d.charges),
 		}
-		if n, ok := next[d.name]; ok {
-			st.NextRelease = time.UnixMicro(n)
-		}
-		for _, r := range d.releases {
-			if r <= now.UnixMicro() && now.UnixMicro()-r <= interval.Microseconds() {
-				st.InWindow++
-			}
+		if len(d.waiting) > 0 && at > 0 {
+			st.NextRelease = time.UnixMicro(at)
 		}
 		if d.emergencyUntil > now.Unix() {
 			st.DropUntil = time.Unix(d.emergencyUntil, 0)

@@ -6,7 +6,11 @@
 # Mvalve framing and prints, for the Go test:
 #   GOT <index> <table> <arrival epoch seconds> <destination column> <message id>
 # where the arrival time is taken (Time::HiRes) as queue_wait returns.
-# Usage: mvalve_reader.pl COUNT [TIMEOUT]
+# HOLD is a comma-separated list of counts: after printing the message with
+# that count, it prints "HOLDING <count>" and holds the row (does not go on
+# to its next queue_wait, which would consume it) until it gets SIGUSR1, as
+# a slow reader does while it processes a message.
+# Usage: mvalve_reader.pl COUNT [TIMEOUT [HOLD]]
 use strict;
 use warnings;
 use FindBin;
@@ -16,9 +20,12 @@ use Q4MTest;
 use MvalveWire;
 
 $| = 1;
-my ($count, $timeout) = @ARGV;
-die "usage: $0 COUNT [TIMEOUT]\n" unless $count;
+my ($count, $timeout, $hold) = @ARGV;
+die "usage: $0 COUNT [TIMEOUT [HOLD]]\n" unless $count;
 $timeout //= 60;
+my %hold = map { $_ => 1 } split /,/, ($hold // '');
+my $go = 0;
+$SIG{USR1} = sub { $go = 1 };
 my $dbh = connect_db();
 my $v = plugin_version($dbh);
 die "plugin version $v < 0.8\n" unless $v >= 0.8;
@@ -39,6 +46,11 @@ while ($got < $count) {
         if $m && $dest ne $row->{destination};
     printf "GOT %d %s %.6f %s %s\n", $idx, $table, $at, $row->{destination}, $id;
     $got++;
+    if ($hold{$got}) {
+        $go = 0;
+        print "HOLDING $got\n";
+        select(undef, undef, undef, 0.01) until $go;
+    }
 }
 q4m_val($dbh, 'select queue_end()');
 $dbh->disconnect;
