@@ -51,7 +51,7 @@ fi
 # for every fuzzer: FUZZTIME=5m ./test.sh, or FUZZTIME=1000000x.
 # Their seed corpora also run as ordinary tests above.
 if [ $# -eq 0 ]; then
-	for f in ./sqlfront:FuzzExec:20000x ./sqlfront:FuzzInsertShape:80000x ./sqlfront/cond:FuzzCompile:150000x ./server:FuzzPacketLimit:60000x ./server:FuzzClientPlugin:50000x; do
+	for f in ./sqlfront:FuzzExec:20000x ./sqlfront:FuzzInsertShape:80000x ./sqlfront:FuzzFastUpstream:50000x ./sqlfront/cond:FuzzCompile:150000x ./server:FuzzPacketLimit:60000x ./server:FuzzClientPlugin:50000x; do
 		IFS=: read -r pkg name budget <<<"$f"
 		go test -run '^$' -fuzz "^${name}\$" -fuzztime "${FUZZTIME:-$budget}" "$pkg"
 	done

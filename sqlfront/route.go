@@ -51,6 +51,14 @@ func (s *Session) Route(sql string) (Route, error) {
 	if isLocalShow(sql) {
 		return RouteLocal, nil
 	}
+	if s.fastUpstream(sql) {
+		return RouteUpstream, nil
+	}
+	return s.routeParsed(sql)
+}
+
+// routeParsed is Route after the fast path: it parses sql.
+func (s *Session) routeParsed(sql string) (Route, error) {
 	if st, ok := s.insertShapeStmt(sql); ok {
 		return s.routeStmt(st)
 	}
@@ -439,3 +447,88 @@ func selectPart(sql string) (string, bool) {
 func isWordStart(c byte) bool { return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '_' }
 
 func isWordByte(c byte) bool { return isWordStart(c) || c >= '0' && c <= '9' || c == '$' }
+
+// fastUpstream reports, without parsing, that a text can only go upstream
+// (most forwarded texts: the parse would be most of their cost here): its
+// first word is none that changes session state or asks for processes or
+// the catalog, and none of its words is a queue table's name, a queue
+// function or variable, or a function q4mproxy answers. It may say no to a
+// text that goes upstream all the same (then Route parses it); it never
+// says yes to one that does not.
+func (s *Session) fastUpstream(sql string) bool {
+	names := s.eng.queueNameSet()
+	first := true
+	for i := 0; i < len(sql); {
+		c := sql[i]
+		switch {
+		case c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f':
+			i++
+		case c == '/' && i+1 < len(sql) && sql[i+1] == '*', c == '#', c == '-' && i+1 < len(sql) && sql[i+1] == '-':
+			return false // comments (and optimizer hints, /*! ... */): parse
+		case c == '\'':
+			j := i + 1
+			for j < len(sql) && sql[j] != '\'' {
+				if sql[j] == '\\' {
+					j++
+				}
+				j++
+			}
+			i = j + 1
+			first = false
+		case c == '"' || c == '`' || isWordByte(c) || c >= 0x80:
+			var w string
+			if c == '"' || c == '`' {
+				j := strings.IndexByte(sql[i+1:], c)
+				if j < 0 {
+					return false
+				}
+				w, i = sql[i+1:i+1+j], i+j+2
+			} else {
+				j := i
+				for j < len(sql) && (isWordByte(sql[j]) || sql[j] >= 0x80) {
+					j++
+				}
+				w, i = sql[i:j], j
+			}
+			w = strings.ToLower(w)
+			if first {
+				switch w {
+				case "set", "use", "show", "kill", "drop", "describe", "desc", "explain", "create", "alter", "truncate", "rename", "lock", "handler":
+					return false
+				}
+				first = false
+			}
+			if strings.HasPrefix(w, "queue") || names[w] {
+				return false
+			}
+			switch w {
+			case "connection_id", "row_count", "found_rows", "information_schema", "processlist":
+				return false
+			}
+		default:
+			i++
+			first = false
+		}
+	}
+	return true
+}
+
+// queueNameSet returns the lower-cased names of the queue tables, rebuilt
+// after DDL.
+func (e *Engine) queueNameSet() map[string]bool {
+	if m := e.queueNames.Load(); m != nil {
+		return *m
+	}
+	m := map[string]bool{}
+	for _, db := range e.db.Databases() {
+		names, err := e.db.Tables(db)
+		if err != nil {
+			continue
+		}
+		for _, n := range names {
+			m[strings.ToLower(n)] = true
+		}
+	}
+	e.queueNames.Store(&m)
+	return m
+}

@@ -2,6 +2,7 @@ package sqlfront
 
 import (
 	"context"
+	"fmt"
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -31,6 +32,10 @@ func TestRoute(t *testing.T) {
 		want Route
 		code uint16 // an error instead
 	}{
+		{sql: "UPDATE `jobs` SET id = 2", want: RouteLocal}, // refused there, as Q4M refuses UPDATE
+		{sql: "SELECT * FROM JOBS", want: RouteUpstream}, // table names are case-sensitive: not the queue table
+		{sql: "select 'jobs' from users", want: RouteUpstream},
+		{sql: "/* hint */ SELECT * FROM jobs", want: RouteLocal},
 		{sql: "SELECT * FROM jobs", want: RouteLocal},
 		{sql: "SELECT * FROM test.jobs WHERE id = 1", want: RouteLocal},
 		{sql: "INSERT INTO jobs VALUES (1, 'a')", want: RouteLocal},
@@ -90,6 +95,11 @@ func TestRoute(t *testing.T) {
 		{sql: "SELECT queue_wait('jobs') FROM users", code: ErrCodeNotSupported},
 		{sql: "CREATE TABLE jobs (v INT) ENGINE=InnoDB", code: ErrCodeTableExists},
 	} {
+		if s.fastUpstream(tc.sql) {
+			if r, err := s.routeParsed(tc.sql); r != RouteUpstream || err != nil {
+				t.Errorf("%s: the fast path says upstream, the parse %v, %v", tc.sql, r, err)
+			}
+		}
 		got, err := s.Route(tc.sql)
 		switch {
 		case tc.code != 0:
@@ -157,5 +167,69 @@ func TestMergeRows(t *testing.T) {
 		&Result{Columns: textColumns("Tables_in_test", "Table_type"), Rows: [][]any{{"jobs", "BASE TABLE"}}}, false)
 	if len(got.Rows) != 2 || got.Rows[1][0] != "jobs" || got.Rows[1][2] != nil {
 		t.Errorf("merged %v", got.Rows)
+	}
+}
+
+// FuzzFastUpstream: the fast path never sends upstream a text that the
+// parse would route elsewhere.
+func FuzzFastUpstream(f *testing.F) {
+	for _, seed := range []string{
+		"SELECT * FROM users WHERE id = 1", "SELECT * FROM jobs", "INSERT INTO jobs VALUES (1, 'a')",
+		"UPDATE t SET a = 'jobs'", "SELECT `jobs`.id FROM jobs", "SELECT queue_wait('jobs')",
+		"SET @a = 1", "select connection_id()", "SELECT * FROM information_schema.PLUGINS",
+		"INSERT INTO jobs SELECT * FROM users", "SELECT \"jobs\".* FROM users", "SHOW TABLES",
+		"SELECT 'a\\'b' FROM users", "SELECT ROW_COUNT()", "with x as (select 1) select * from x",
+	} {
+		f.Add(seed)
+	}
+	log := newEngineLogger()
+	db, err := queue.Open("db", &queue.Options{FS: vfs.NewMem(), Logger: log, InitialDatabases: []string{"test"}})
+	if err != nil {
+		f.Fatal(err)
+	}
+	defer db.Close()
+	e := NewEngine(db, Config{Upstream: true, Logger: log})
+	s := e.NewSession(1, "root", "127.0.0.1")
+	_ = s.UseDB("test")
+	if _, err := s.Exec(context.Background(), "CREATE TABLE jobs (id INT, what TEXT) ENGINE=queue"); err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, sql string) {
+		if !s.fastUpstream(sql) {
+			return
+		}
+		if r, err := s.routeParsed(sql); r != RouteUpstream || err != nil {
+			t.Errorf("%q: the fast path says upstream, the parse %v, %v", sql, r, err)
+		}
+	})
+}
+
+// BenchmarkRouteUpstreamText: routing a text bound upstream whose literals
+// change (sysbench's point select in the text protocol): the fast path
+// against the parse it saves.
+func BenchmarkRouteUpstreamText(b *testing.B) {
+	log := newEngineLogger()
+	db, err := queue.Open("db", &queue.Options{FS: vfs.NewMem(), Logger: log, InitialDatabases: []string{"test"}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	s := NewEngine(db, Config{Upstream: true, Logger: log}).NewSession(1, "root", "127.0.0.1")
+	_ = s.UseDB("test")
+	texts := make([]string, 1000) // more than the parse cache holds
+	for i := range texts {
+		texts[i] = fmt.Sprintf("SELECT c FROM sbtest1 WHERE id=%d", 4711+i)
+	}
+	for _, bc := range []struct {
+		name  string
+		route func(string) (Route, error)
+	}{{"fast", s.Route}, {"parsed", s.routeParsed}} {
+		b.Run(bc.name, func(b *testing.B) {
+			for i := 0; b.Loop(); i++ {
+				if r, _ := bc.route(texts[i%len(texts)]); r != RouteUpstream {
+					b.Fatal(r)
+				}
+			}
+		})
 	}
 }

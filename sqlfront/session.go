@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/pingcap/tidb/pkg/parser"
@@ -54,6 +55,11 @@ type Engine struct {
 	schemas  schemaCache // see schemacache.go
 	counters counters
 	conds    condCache
+
+	// queueNames holds the lower-cased names of every queue table, for
+	// routing without a parse (see fastUpstream); nil after DDL until the
+	// next use rebuilds it.
+	queueNames atomic.Pointer[map[string]bool]
 }
 
 // NewEngine returns an Engine serving the queues of db.
@@ -472,6 +478,7 @@ func (s *Session) createTable(ctx context.Context, ct *ast.CreateTableStmt) (*Re
 		}
 	}
 	err = s.eng.db.CreateTable(db, name, encodeSchema(sch))
+	s.eng.queueNames.Store(nil)
 	switch {
 	case errors.Is(err, queue.ErrTableExists) && ct.IfNotExists:
 		return &Result{}, nil
@@ -507,6 +514,7 @@ func (s *Session) dropTable(dt *ast.DropTableStmt) (*Result, error) {
 			return nil, errorf(ErrCodeNoDB, "No database selected")
 		}
 		err := s.eng.db.DropTable(db, tn.Name.O)
+		s.eng.queueNames.Store(nil)
 		if errors.Is(err, queue.ErrNoSuchTable) {
 			missing = append(missing, db+"."+tn.Name.O)
 			continue
@@ -551,6 +559,7 @@ func (s *Session) createDatabase(cd *ast.CreateDatabaseStmt) (*Result, error) {
 
 func (s *Session) dropDatabase(dd *ast.DropDatabaseStmt) (*Result, error) {
 	n, err := s.eng.db.DropDatabase(dd.Name.O)
+	s.eng.queueNames.Store(nil)
 	if errors.Is(err, queue.ErrNoSuchDatabase) {
 		if dd.IfExists {
 			return &Result{}, nil
