@@ -33,7 +33,7 @@ func TestRoute(t *testing.T) {
 		code uint16 // an error instead
 	}{
 		{sql: "UPDATE `jobs` SET id = 2", want: RouteLocal}, // refused there, as Q4M refuses UPDATE
-		{sql: "SELECT * FROM JOBS", want: RouteUpstream}, // table names are case-sensitive: not the queue table
+		{sql: "SELECT * FROM JOBS", want: RouteUpstream},    // table names are case-sensitive: not the queue table
 		{sql: "select 'jobs' from users", want: RouteUpstream},
 		{sql: "/* hint */ SELECT * FROM jobs", want: RouteLocal},
 		{sql: "SELECT * FROM jobs", want: RouteLocal},
