@@ -310,6 +310,8 @@ func TestFlags(t *testing.T) {
 		{"all interfaces without password", []string{"--listen", ":0", "--data-dir", dir}, 2, []string{"without a password"}},
 		{"bad sync", []string{"--sync", "maybe"}, 2, []string{"--sync must be on or off"}},
 		{"bad auth plugin", []string{"--default-auth", "sha256_password"}, 2, []string{"--default-auth must be"}},
+		{"bad queue store", []string{"--queue-store", "cloud"}, 2, []string{"--queue-store must be embedded or upstream"}},
+		{"queue store without upstream", []string{"--queue-store", "upstream"}, 2, []string{"--queue-store upstream needs --upstream"}},
 		{"unknown flag", []string{"--nope"}, 2, []string{"flag provided but not defined: -nope"}},
 		{"stray argument", []string{"--listen", "127.0.0.1:0", "extra"}, 2, []string{"unexpected arguments: extra"}},
 	}
@@ -338,14 +340,16 @@ func TestFlags(t *testing.T) {
 // sends its greeting and closes the connection after --handshake-timeout.
 // A client that logged in is not affected by the timeout.
 func TestHandshakeTimeout(t *testing.T) {
-	s := startServer(t, "--handshake-timeout", "300ms")
+	// Not shorter: the timeout covers the greeting too, which a loaded
+	// machine may take a while to write.
+	s := startServer(t, "--handshake-timeout", "2s")
 	c, err := net.DialTimeout("tcp", s.addr, 10*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
 	start := time.Now()
-	if err := c.SetReadDeadline(start.Add(10 * time.Second)); err != nil {
+	if err := c.SetReadDeadline(start.Add(30 * time.Second)); err != nil {
 		t.Fatal(err)
 	}
 	data, err := io.ReadAll(c)
@@ -353,8 +357,8 @@ func TestHandshakeTimeout(t *testing.T) {
 	if err != nil {
 		t.Fatalf("reading until the server closes: %v after %v (read %d bytes)", err, elapsed, len(data))
 	}
-	if elapsed < 250*time.Millisecond || elapsed > 5*time.Second {
-		t.Errorf("the server closed the silent connection after %v, want about 300ms", elapsed)
+	if elapsed < 1500*time.Millisecond || elapsed > 20*time.Second {
+		t.Errorf("the server closed the silent connection after %v, want about 2 s", elapsed)
 	}
 	// The greeting: a packet with sequence number 0, protocol version 10,
 	// then the server version.

@@ -50,7 +50,7 @@ func runBench(t *testing.T, s *server, args ...string) benchResult {
 		t.Fatal(err)
 	}
 	out := filepath.Join(t.TempDir(), "result.json")
-	cmd := exec.Command(bin, append([]string{"--dsn", s.dsn("test"), "--progress", "0", "--json", out}, args...)...)
+	cmd := exec.Command(bin, append([]string{"--dsn", s.dsn("test"), "--progress", "0", "--verify", "--json", out}, args...)...)
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("q4mbench %s: %v\n%s", strings.Join(args, " "), err, b)
 	}

@@ -393,7 +393,7 @@ func TestCrashUnderLoad(t *testing.T) {
 			}
 			// The server logs the drop before it answers.
 			want := fmt.Sprintf(`"sender":%d,"source_rowid":%d}`, crashSender, r.srcRowID)
-			if _, ok := s.logs.waitFor(10*time.Second, func(l string) bool {
+			if _, ok := s.logs.waitFor(time.Minute, func(l string) bool {
 				return strings.Contains(l, `"msg":"skipping forwarded duplicates"`) && strings.Contains(l, want)
 			}); !ok {
 				t.Errorf("seed %d, cycle %d: no \"skipping forwarded duplicates\" log line for source rowid %d", seed, cycle, r.srcRowID)
@@ -861,7 +861,7 @@ func testWALTail(t *testing.T, corrupt func(*testing.T, string, int64)) {
 		corrupt(t, wal, after)
 	}
 	s.start() // fails the test unless the server reports listening
-	line, ok := s.logs.waitFor(10*time.Second, func(l string) bool { return walStopRE.MatchString(l) })
+	line, ok := s.logs.waitFor(time.Minute, func(l string) bool { return walStopRE.MatchString(l) })
 	if !ok {
 		t.Fatalf("no Pebble log line about replaying the WAL; log:\n%s", s.logs)
 	}

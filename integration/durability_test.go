@@ -279,7 +279,7 @@ func TestShutdownGraceful(t *testing.T) {
 		res <- r
 	}()
 	// The server logs each statement at debug level as it starts it.
-	if _, ok := s.logs.waitFor(10*time.Second, func(l string) bool {
+	if _, ok := s.logs.waitFor(time.Minute, func(l string) bool {
 		return strings.Contains(l, `"msg":"statement"`) && strings.Contains(l, "queue_wait('t', 60)")
 	}); !ok {
 		t.Fatal("the server did not log the blocking queue_wait")

@@ -125,7 +125,7 @@ func (l *logBuf) waitFor(timeout time.Duration, match func(string) bool) (string
 // users, databases, engines, variables); why says what differs.
 func standaloneOnly(t testing.TB, why string) {
 	t.Helper()
-	if os.Getenv("Q4MPROXY_TEST_UPSTREAM") == "1" {
+	if os.Getenv("Q4MPROXY_TEST_UPSTREAM") == "1" || os.Getenv("Q4MPROXY_TEST_QUEUE_STORE") == "upstream" {
 		t.Skip("standalone behaviour; with an upstream: " + why)
 	}
 }
@@ -153,6 +153,14 @@ func startServerBin(t testing.TB, bin string, extra ...string) *server {
 		// The whole suite in front of the shared MariaDB: queue behaviour
 		// must not change with an upstream.
 		extra = append([]string{"--upstream", mariadbAddr(t)}, extra...)
+	}
+	if os.Getenv("Q4MPROXY_TEST_QUEUE_STORE") == "upstream" && !slices.Contains(extra, "--queue-store") {
+		// The whole suite with the queues in the shared MariaDB: a store
+		// of the test's own, kept across restarts.
+		if !slices.Contains(extra, "--upstream") {
+			extra = append([]string{"--upstream", mariadbAddr(t)}, extra...)
+		}
+		extra = append(extra, "--queue-store", "upstream", "--queue-store-database", newStoreName(t))
 	}
 	s := &server{t: t, bin: bin, dataDir: t.TempDir(), extra: extra}
 	s.start()
@@ -322,7 +330,7 @@ var perlDrivers = []string{"mysql", "MariaDB"}
 func (s *server) perl(t testing.TB, driver, script string, env ...string) string {
 	t.Helper()
 	requireClients(t, "perl", "DBI", "DBD::"+driver)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute) // longer than the scripts' own alarm (Q4MTest.pm)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "perl", filepath.Join("testdata", script))
 	cmd.Env = append(os.Environ(), append([]string{"DBI=" + s.perlDSN(driver), "DBI_USER=root", "DBI_PASSWORD="}, env...)...)

@@ -82,7 +82,7 @@ func TestPerlKilledOwner(t *testing.T) {
 			}
 
 			p.kill(t)
-			eventually(t, 10*time.Second, "row 1 of the killed client to come back", func() bool {
+			eventually(t, time.Minute, "row 1 of the killed client to come back", func() bool {
 				return slices.Equal(connInts(t, c, "SELECT v FROM kq"), []int64{1, 2, 3})
 			})
 			if got := connInts(t, c, "SELECT queue_wait('kq', 5)"); !slices.Equal(got, []int64{1}) {
@@ -119,7 +119,7 @@ func TestPerlKilledWaiter(t *testing.T) {
 			p.waitLine(t, 30*time.Second, "WAITING")
 			// The helper owns the ksig row; its queue_wait('kw', 60) consumes
 			// that row before blocking, so COUNT(*) = 0 means the wait started.
-			eventually(t, 10*time.Second, "the Perl client to be inside queue_wait('kw', 60)", func() bool {
+			eventually(t, time.Minute, "the Perl client to be inside queue_wait('kw', 60)", func() bool {
 				return slices.Equal(connInts(t, c, "SELECT COUNT(*) FROM ksig"), []int64{0})
 			})
 			p.kill(t)

@@ -55,6 +55,38 @@ func TestProcessList(t *testing.T) {
 	if a := byID[self]; a == nil || a[4] != "Query" || a[7] != "SHOW FULL PROCESSLIST" {
 		t.Errorf("own row %q", a)
 	}
+	// The mysql CLI, as an operator types it: both forms list the waiter
+	// with how long it has waited (Time counts up while it waits) and the
+	// owner with its row.
+	for _, stmt := range []string{"SHOW FULL PROCESSLIST", "SHOW PROCESSLIST"} {
+		var out string
+		eventually(t, 30*time.Second, stmt+" in the mysql CLI to show the waiter waiting 1 s or more", func() bool {
+			o, err := s.mysqlCLI(t, "", "-B", "-N", "-e", stmt)
+			if err != nil {
+				t.Fatalf("mysql -e %q: %v\n%s", stmt, err, o)
+			}
+			out = o
+			for _, l := range strings.Split(strings.TrimSpace(o), "\n") {
+				f := strings.Split(l, "\t")
+				if len(f) == 8 && f[0] == waiterID && f[6] == "Waiting in queue_wait" && f[5] != "0" {
+					return true
+				}
+			}
+			return false
+		})
+		lines := map[string][]string{}
+		for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+			f := strings.Split(l, "\t")
+			lines[f[0]] = f
+		}
+		if o := lines[ownerID]; len(o) != 8 || o[4] != "Sleep" || o[6] != "owns test.plq rowid 1" || o[7] != "NULL" {
+			t.Errorf("%s, owner's line %q, want Sleep, owns test.plq rowid 1, NULL", stmt, o)
+		}
+		if w := lines[waiterID]; len(w) != 8 || w[4] != "Query" || w[7] != "SELECT queue_wait('plq', 60)" {
+			t.Errorf("%s, waiter's line %q", stmt, w)
+		}
+	}
+
 	// The waiter ends when the owner gives the row back.
 	owner.wantValue("1", "SELECT queue_abort()")
 	select {

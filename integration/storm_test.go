@@ -250,7 +250,7 @@ func TestConnectionStorm(t *testing.T) {
 	free := stormMaxConns - stormLoadClients - stormIdleClients
 	preFill := procUsage(t, pid)
 	var fill []*rawConn
-	eventually(t, 10*time.Second, fmt.Sprintf("%d free connection slots", free), func() bool {
+	eventually(t, time.Minute, fmt.Sprintf("%d free connection slots", free), func() bool {
 		for len(fill) < free {
 			r, refused, err := tryRawLogin(s)
 			if refused {
@@ -270,7 +270,7 @@ func TestConnectionStorm(t *testing.T) {
 	for _, r := range fill {
 		r.c.Close()
 	}
-	eventually(t, 10*time.Second, "the filling connections to close", func() bool {
+	eventually(t, time.Minute, "the filling connections to close", func() bool {
 		return procUsage(t, pid).sockets == preFill.sockets
 	})
 

@@ -24,7 +24,7 @@ func TestValveLogDequeue(t *testing.T) {
 	if _, err := c.ExecContext(t.Context(), "SELECT queue_end()"); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, "one dequeue and two throttle rows", func() bool {
+	eventually(t, time.Minute, "one dequeue and two throttle rows", func() bool {
 		return mvCount(t, db, "SELECT COUNT(*) FROM q_statslog WHERE action = 'dequeue' AND destination = 'd'") == 1 &&
 			mvCount(t, db, "SELECT COUNT(*) FROM q_statslog WHERE action = 'throttle' AND destination = 'd'") == 2
 	})

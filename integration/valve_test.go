@@ -696,8 +696,8 @@ func TestValveRate(t *testing.T) {
 	start := time.Now()
 	s.mvInserter(t).mustInsert(t, "q_incoming", msgs...)
 	t.Logf("inserted %d messages in %v", len(msgs), time.Since(start).Round(time.Millisecond))
-	eventually(t, 15*time.Second, "all 30 messages to arrive", func() bool { return col.has(msgs) })
-	mvDrained(t, db, 5*time.Second)
+	eventually(t, time.Minute, "all 30 messages to arrive", func() bool { return col.has(msgs) })
+	mvDrained(t, db, time.Minute)
 	pool.stop()
 	if errs := pool.errors(); len(errs) > 0 {
 		t.Errorf("consumer errors: %v", errs)
@@ -763,14 +763,14 @@ func TestValveEmergency(t *testing.T) {
 	// 6 normal messages for bulk: 2 released at once, 4 scheduled.
 	bulk := mvMessages([]string{"bulk"}, 6)
 	in.mustInsert(t, "q_incoming", bulk...)
-	eventually(t, 5*time.Second, "the valve to decide on the bulk messages", func() bool {
+	eventually(t, time.Minute, "the valve to decide on the bulk messages", func() bool {
 		st := mvValveStatus(t, db)["bulk"]
 		return st.admitted+st.throttled == 6
 	})
 	if st := mvValveStatus(t, db)["bulk"]; st.admitted != 2 || st.throttled != 4 || st.scheduled != 4 {
 		t.Fatalf("bulk before the emergency: %+v, want 2 admitted, 4 throttled and scheduled", st)
 	}
-	eventually(t, 5*time.Second, "the 2 admitted rows waiting in q_timed", func() bool {
+	eventually(t, time.Minute, "the 2 admitted rows waiting in q_timed", func() bool {
 		return mvCount(t, db, "SELECT COUNT(*) FROM q_timed") >= 2
 	})
 	emerg := mvSent{dest: "bulk", seq: 0, payload: mvPayload()}
@@ -778,7 +778,7 @@ func TestValveEmergency(t *testing.T) {
 
 	col := &mvCollector{}
 	pool := s.mvConsume(t, col, 1)
-	eventually(t, 10*time.Second, "the emergency and the bulk messages", func() bool {
+	eventually(t, time.Minute, "the emergency and the bulk messages", func() bool {
 		return col.has(append([]mvSent{emerg}, bulk...))
 	})
 	got := col.snapshot()
@@ -797,12 +797,12 @@ func TestValveEmergency(t *testing.T) {
 	// soon as the emergency row is consumed is dropped...
 	vipEmerg := mvSent{dest: "vip", seq: 0, payload: mvPayload()}
 	in.mustInsert(t, "q_emerg", vipEmerg)
-	eventually(t, 5*time.Second, "the vip emergency to be consumed", func() bool { return col.has([]mvSent{vipEmerg}) })
+	eventually(t, time.Minute, "the vip emergency to be consumed", func() bool { return col.has([]mvSent{vipEmerg}) })
 	consumed := time.Now()
 	dropped := mvSent{dest: "vip", seq: 1, payload: mvPayload()}
 	in.mustInsert(t, "q_incoming", dropped)
 	inserted := time.Now()
-	eventually(t, 5*time.Second, "the valve to decide on the vip message", func() bool {
+	eventually(t, time.Minute, "the valve to decide on the vip message", func() bool {
 		st := mvValveStatus(t, db)["vip"]
 		return st.admitted+st.throttled+st.dropped > 0
 	})
@@ -814,13 +814,13 @@ func TestValveEmergency(t *testing.T) {
 		t.Errorf("vip Drop_until %v, want a time after the insert (%v)", st.dropUntil, inserted.Format(mvStamp))
 	}
 	// ...and once the window is over, the next one passes.
-	eventually(t, 5*time.Second, "the vip drop window to close", func() bool {
+	eventually(t, time.Minute, "the vip drop window to close", func() bool {
 		return mvValveStatus(t, db)["vip"].dropUntil.IsZero()
 	})
 	passed := mvSent{dest: "vip", seq: 2, payload: mvPayload()}
 	in.mustInsert(t, "q_incoming", passed)
-	eventually(t, 5*time.Second, "the vip message after the window", func() bool { return col.has([]mvSent{passed}) })
-	mvDrained(t, db, 5*time.Second)
+	eventually(t, time.Minute, "the vip message after the window", func() bool { return col.has([]mvSent{passed}) })
+	mvDrained(t, db, time.Minute)
 	pool.stop()
 	if errs := pool.errors(); len(errs) > 0 {
 		t.Errorf("consumer errors: %v", errs)
@@ -851,7 +851,7 @@ func mvRestartRun(t *testing.T, down func(s *server)) ([]mvSent, []mvGot, *serve
 	dests := []string{"alpha", "beta", "gamma"}
 	msgs := mvMessages(dests, 10)
 	s.mvInserter(t).mustInsert(t, "q_incoming", msgs...)
-	eventually(t, 10*time.Second, "12 messages to arrive", func() bool { return len(col.snapshot()) >= 12 })
+	eventually(t, time.Minute, "12 messages to arrive", func() bool { return len(col.snapshot()) >= 12 })
 
 	// Go down 100 ms before the next scheduled release.
 	var next time.Time
@@ -877,13 +877,13 @@ func mvRestartRun(t *testing.T, down func(s *server)) ([]mvSent, []mvGot, *serve
 	t.Logf("consumers cut off: %v", pool.errors())
 	t.Logf("server down at %s (next release due %s) for %v; %d of 30 messages had arrived",
 		downAt.Format(mvStamp), next.Format(mvStamp), time.Since(downAt).Round(time.Millisecond), before)
-	if _, ok := s.logs.waitFor(10*time.Second, func(l string) bool { return strings.Contains(l, `"msg":"waiting messages restored"`) }); !ok {
+	if _, ok := s.logs.waitFor(time.Minute, func(l string) bool { return strings.Contains(l, `"msg":"waiting messages restored"`) }); !ok {
 		t.Errorf("the valve did not report restoring its schedule")
 	}
 	db = s.open(t)
 	pool = s.mvConsume(t, col, 3)
-	eventually(t, 15*time.Second, "all 30 messages to arrive after the restart", func() bool { return col.has(msgs) })
-	mvDrained(t, db, 5*time.Second)
+	eventually(t, time.Minute, "all 30 messages to arrive after the restart", func() bool { return col.has(msgs) })
+	mvDrained(t, db, time.Minute)
 	pool.stop()
 	if errs := pool.errors(); len(errs) > 0 {
 		t.Errorf("consumer errors after the restart: %v", errs)
@@ -946,7 +946,7 @@ func TestValveKill9(t *testing.T) {
 				mu.Unlock()
 			}
 		}()
-		eventually(t, 5*time.Second, "6 inserts of the second wave", func() bool {
+		eventually(t, time.Minute, "6 inserts of the second wave", func() bool {
 			mu.Lock()
 			defer mu.Unlock()
 			return len(acked) >= 6 || len(doubt) > 0
@@ -963,8 +963,8 @@ func TestValveKill9(t *testing.T) {
 	mu.Unlock()
 	col := &mvCollector{got: got}
 	pool := s.mvConsume(t, col, 2)
-	eventually(t, 10*time.Second, "every acknowledged message", func() bool { return col.has(want) })
-	mvDrained(t, s.open(t), 5*time.Second)
+	eventually(t, time.Minute, "every acknowledged message", func() bool { return col.has(want) })
+	mvDrained(t, s.open(t), time.Minute)
 	pool.stop()
 	if errs := pool.errors(); len(errs) > 0 {
 		t.Errorf("consumer errors: %v", errs)
@@ -1029,7 +1029,7 @@ func TestValvePerlReader(t *testing.T) {
 
 	p := s.startPerl(t, "mysql", "mvalve_reader.pl", strconv.Itoa(len(order)))
 	p.waitLine(t, 30*time.Second, "READY")
-	if _, ok := s.logs.waitFor(10*time.Second, func(l string) bool {
+	if _, ok := s.logs.waitFor(time.Minute, func(l string) bool {
 		return strings.Contains(l, `"msg":"statement"`) && strings.Contains(l, `q_timed:ready<`) && strings.Contains(l, `'q_incoming','60')`)
 	}); !ok {
 		t.Fatal("the Perl reader's queue_wait did not reach the server")
@@ -1160,7 +1160,7 @@ func TestValvePerlReader(t *testing.T) {
 // messages per 20 s), which is the only consumer of q_incoming.
 func TestValveDefaultFlag(t *testing.T) {
 	s := startServer(t, "--valve", "--log-level", "debug")
-	if _, ok := s.logs.waitFor(10*time.Second, func(l string) bool {
+	if _, ok := s.logs.waitFor(time.Minute, func(l string) bool {
 		return strings.Contains(l, `"msg":"valve started"`) && strings.Contains(l, `"max_items":10`) && strings.Contains(l, `"interval":20`)
 	}); !ok {
 		t.Fatalf("no valve started with max_items 10, interval 20; log:\n%s", s.logs)
@@ -1179,14 +1179,14 @@ func TestValveDefaultFlag(t *testing.T) {
 		r.err = other.QueryRowContext(context.Background(), "SELECT queue_wait('q_incoming', 2)").Scan(&r.idx)
 		waited <- r
 	}()
-	if _, ok := s.logs.waitFor(10*time.Second, func(l string) bool {
+	if _, ok := s.logs.waitFor(time.Minute, func(l string) bool {
 		return strings.Contains(l, `"msg":"statement"`) && strings.Contains(l, `queue_wait('q_incoming', 2)`)
 	}); !ok {
 		t.Fatal("the other connection's queue_wait did not reach the server")
 	}
 	msgs := mvMessages([]string{"test"}, 11)
 	s.mvInserter(t).mustInsert(t, "q_incoming", msgs...)
-	eventually(t, 10*time.Second, "the valve to decide on 11 messages", func() bool {
+	eventually(t, time.Minute, "the valve to decide on 11 messages", func() bool {
 		st := mvValveStatus(t, db)["test"]
 		return st.admitted+st.throttled == 11
 	})
@@ -1215,7 +1215,7 @@ func TestValveDefaultFlag(t *testing.T) {
 	// The 10 admitted ones are in q_timed with ready = 0, in order.
 	col := &mvCollector{}
 	pool := s.mvConsume(t, col, 1)
-	eventually(t, 5*time.Second, "the 10 admitted messages", func() bool { return col.has(msgs[:10]) })
+	eventually(t, time.Minute, "the 10 admitted messages", func() bool { return col.has(msgs[:10]) })
 	pool.stop()
 	if errs := pool.errors(); len(errs) > 0 {
 		t.Errorf("consumer errors: %v", errs)

@@ -14,6 +14,8 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/google/btree"
+
+	"github.com/q4mproxy/q4mproxy/internal/progress"
 )
 
 // Options configures a DB. The zero value is usable.
@@ -41,16 +43,32 @@ type Options struct {
 	// completes (see diskfull.go). Zero means DefaultDiskReserve; it is
 	// capped at an eighth of the filesystem. Negative means no reserve.
 	DiskReserve int64
+	// Observer, if set, is told about the engine's work as it happens
+	// (for metrics).
+	Observer *Observer
+	// ProgressInterval is how often Open logs the progress of loading a
+	// backlog (rows so far, rows per second, tables done) and Compact of a
+	// compaction. Zero means every 2 s; negative, never.
+	ProgressInterval time.Duration
 }
 
 // DB is a set of databases holding queue tables, stored in Pebble.
 // It is safe for concurrent use.
+//
+// Lock order, outermost first: checkpointMu, ddlMu, readMu, mu. submitMu
+// is held only around a send to writeCh, and no caller of submit holds mu
+// or readMu: the commit loop takes mu to apply what it committed, so a
+// submitter holding mu would wait for a loop that waits for it. Each
+// field below names the lock that guards it.
 type DB struct {
 	pdb       *pebble.DB
 	guard     *diskGuard // the store's filesystem: a full disk refuses writes
 	log       *slog.Logger
 	writeOpts *pebble.WriteOptions
 	maxOps    int
+	obs       Observer      // funcs may be nil
+	opened    time.Time     // ticks count from here
+	progress  time.Duration // Options.ProgressInterval
 
 	// ddlMu serialises DDL (check, then commit) so that checks made before
 	// submitting stay true until the commit is applied.
@@ -69,6 +87,9 @@ type DB struct {
 
 	counters   dbCounters
 	compacting atomic.Bool
+
+	// checkpointMu makes checkpoints one at a time (see Checkpoint).
+	checkpointMu sync.Mutex
 
 	// failed is set once by the commit loop when a commit fails; read under mu.
 	mu       sync.Mutex
@@ -118,6 +139,7 @@ type table struct {
 type item struct {
 	rowid uint64
 	size  uint32 // payload bytes, for queue_stats
+	at    tick   // when the row was published (the age of the oldest row)
 }
 
 func itemLess(a, b item) bool { return a.rowid < b.rowid }
@@ -187,6 +209,7 @@ func Open(dir string, opts *Options) (*DB, error) {
 		log:       log,
 		writeOpts: pebble.Sync,
 		maxOps:    o.MaxBatchOps,
+		progress:  o.ProgressInterval,
 		writeCh:   make(chan *op, 256),
 		loopDone:  make(chan struct{}),
 		dbs:       make(map[string]*database),
@@ -198,6 +221,10 @@ func Open(dir string, opts *Options) (*DB, error) {
 	if o.NoSync {
 		db.writeOpts = pebble.NoSync
 	}
+	if o.Observer != nil {
+		db.obs = *o.Observer
+	}
+	db.opened = time.Now()
 	if err := db.load(o.InitialDatabases); err != nil {
 		_ = pdb.Close()
 		return nil, err
@@ -280,15 +307,22 @@ func (db *DB) load(initial []string) error {
 	if err := it.Close(); err != nil {
 		return fmt.Errorf("queue: load tables: %w", err)
 	}
+	done := 0
+	meter := progress.New(db.log, progress.Config{
+		Msg: "recovering the store", Unit: "rows", Interval: db.progress, Stride: 4096,
+		Attrs: func() []any { return []any{"tables", fmt.Sprintf("%d/%d", done, len(tables))} },
+	})
 	for _, t := range tables {
-		if err := db.loadTable(t); err != nil {
+		if err := db.loadTable(t, meter); err != nil {
 			return err
 		}
+		done++
 	}
 	return nil
 }
 
-func (db *DB) loadTable(t *table) error {
+// loadTable reads t's state and row keys, counting the rows on meter.
+func (db *DB) loadTable(t *table, meter *progress.Meter) error {
 	v, closer, err := db.pdb.Get(stateKey(t.id))
 	if err == nil {
 		err = t.decodeState(v)
@@ -312,7 +346,8 @@ func (db *DB) loadTable(t *table) error {
 			return fmt.Errorf("queue: load %s.%s: %w", t.db, t.name, err)
 		}
 		size := clampSize(len(v))
-		t.free.ReplaceOrInsert(item{rowid, size})
+		meter.Add(1)
+		t.free.ReplaceOrInsert(item{rowid: rowid, size: size}) // at 0: the open
 		t.stats.bytesTotal += uint64(size)
 		if rowid > t.lastRowID { // cannot happen: the state is written with the rows
 			t.lastRowID = rowid
@@ -399,20 +434,36 @@ func (db *DB) Tables(name string) ([]string, error) {
 // after the table is dropped or truncated, but then refers to nothing:
 // inserts through it fail with ErrNoSuchTable and scans see no rows.
 type Table struct {
-	t       *table
+	t       *table    // a *DB's table
+	ref     *TableRef // another backend's (see NewTable)
 	meta    []byte
 	version uint64
 }
 
 // Name returns the table's name.
-func (h Table) Name() string { return h.t.name }
+func (h Table) Name() string {
+	if h.t != nil {
+		return h.t.name
+	}
+	return h.ref.Name
+}
 
 // ID identifies the table's incarnation: a TRUNCATE or a DROP and CREATE
 // gives the name a new one (rowids are only unique within one).
-func (h Table) ID() uint64 { return h.t.id }
+func (h Table) ID() uint64 {
+	if h.t != nil {
+		return h.t.id
+	}
+	return h.ref.ID
+}
 
 // Database returns the name of the table's database.
-func (h Table) Database() string { return h.t.db }
+func (h Table) Database() string {
+	if h.t != nil {
+		return h.t.db
+	}
+	return h.ref.Database
+}
 
 // Meta returns the table's metadata as it was when the handle was taken.
 // It must not be modified.
@@ -455,168 +506,4 @@ func (db *DB) Count(h Table) int {
 		return 0
 	}
 	return h.t.free.Len() + h.t.held
-}
-
-// CreateDatabase creates database name.
-func (db *DB) CreateDatabase(name string) error {
-	db.ddlMu.Lock()
-	defer db.ddlMu.Unlock()
-	if db.HasDatabase(name) {
-		return ErrDatabaseExists
-	}
-	return fullError(db.submit(&op{
-		prepare: func(b *pebble.Batch) error { return b.Set(databaseKey(name), nil, nil) },
-		apply: func() {
-			db.dbs[name] = &database{name: name, tables: make(map[string]*table)}
-		},
-	}), name, "")
-}
-
-// DropDatabase drops database name and every table in it.
-func (db *DB) DropDatabase(name string) (int, error) {
-	db.ddlMu.Lock()
-	defer db.ddlMu.Unlock()
-	db.mu.Lock()
-	d := db.dbs[name]
-	var tables []*table
-	if d != nil {
-		for _, t := range d.tables {
-			tables = append(tables, t)
-		}
-	}
-	db.mu.Unlock()
-	if d == nil {
-		return 0, ErrNoSuchDatabase
-	}
-	err := db.submit(&op{
-		prepare: func(b *pebble.Batch) error {
-			for _, t := range tables {
-				retireLocked(b, t)
-				_ = b.Delete(tableKey(name, t.name), nil)
-			}
-			return b.Delete(databaseKey(name), nil)
-		},
-		apply: func() {
-			for _, t := range tables {
-				t.dead = true
-				delete(db.names, nameKey(name, t.name))
-			}
-			delete(db.dbs, name)
-		},
-	})
-	return len(tables), fullError(err, name, "")
-}
-
-// retireLocked writes the deletion of incarnation t into b. It runs on the
-// commit loop.
-func retireLocked(b *pebble.Batch, t *table) {
-	t.wdead = true
-	_ = b.Delete(stateKey(t.id), nil)
-	lo := rowKey(t.id, 0)
-	_ = b.DeleteRange(lo, prefixEnd(lo[:9]), nil)
-}
-
-// CreateTable creates table name in database dbname with the caller's
-// metadata.
-func (db *DB) CreateTable(dbname, name string, meta []byte) error {
-	db.ddlMu.Lock()
-	defer db.ddlMu.Unlock()
-	db.mu.Lock()
-	d := db.dbs[dbname]
-	exists := d != nil && d.tables[name] != nil
-	db.mu.Unlock()
-	if d == nil {
-		return ErrNoSuchDatabase
-	}
-	if exists {
-		return ErrTableExists
-	}
-	db.nextTableID++
-	t := newTable(db.nextTableID, dbname, name, bytes.Clone(meta))
-	return fullError(db.submit(&op{
-		prepare: func(b *pebble.Batch) error {
-			_ = b.Set(tableIDKey, u64(t.id), nil)
-			_ = b.Set(tableKey(dbname, name), append(u64(t.id), t.meta...), nil)
-			return b.Set(stateKey(t.id), t.encodeState(), nil)
-		},
-		apply: func() {
-			t.reserved = db.reserved[nameKey(dbname, name)]
-			d.tables[name] = t
-		},
-	}), dbname, name)
-}
-
-// DropTable drops the table. Owners of its rows keep harmless handles;
-// waiters on it keep waiting until their timeout.
-func (db *DB) DropTable(dbname, name string) error {
-	db.ddlMu.Lock()
-	defer db.ddlMu.Unlock()
-	db.mu.Lock()
-	t, err := db.lookupLocked(dbname, name)
-	db.mu.Unlock()
-	if err != nil {
-		return err
-	}
-	return fullError(db.submit(&op{
-		prepare: func(b *pebble.Batch) error {
-			retireLocked(b, t)
-			return b.Delete(tableKey(dbname, name), nil)
-		},
-		apply: func() {
-			t.dead = true
-			if d := db.dbs[dbname]; d != nil && d.tables[name] == t {
-				delete(d.tables, name)
-			}
-			delete(db.names, nameKey(dbname, name))
-		},
-	}), dbname, name)
-}
-
-// TruncateTable empties the table and restarts its rowids at 1. Rows owned
-// at that moment vanish: their owners' later End or Abort affect nothing.
-// Connections waiting on the table keep waiting, on the new incarnation.
-func (db *DB) TruncateTable(dbname, name string) error {
-	return db.ReplaceTable(dbname, name, nil)
-}
-
-// ReplaceTable is TruncateTable that also replaces the table's metadata
-// (nil keeps it).
-func (db *DB) ReplaceTable(dbname, name string, meta []byte) error {
-	db.ddlMu.Lock()
-	defer db.ddlMu.Unlock()
-	db.mu.Lock()
-	old, err := db.lookupLocked(dbname, name)
-	db.mu.Unlock()
-	if err != nil {
-		return err
-	}
-	if meta == nil {
-		meta = old.meta
-	}
-	db.nextTableID++
-	t := newTable(db.nextTableID, dbname, name, bytes.Clone(meta))
-	return fullError(db.submit(&op{
-		prepare: func(b *pebble.Batch) error {
-			retireLocked(b, old)
-			_ = b.Set(tableIDKey, u64(t.id), nil)
-			_ = b.Set(tableKey(dbname, name), append(u64(t.id), t.meta...), nil)
-			return b.Set(stateKey(t.id), t.encodeState(), nil)
-		},
-		apply: func() {
-			old.dead = true
-			t.reserved = old.reserved
-			if d := db.dbs[dbname]; d != nil {
-				d.tables[name] = t
-			}
-			// Waiters move to the new incarnation.
-			for _, w := range old.waiters {
-				for i, wt := range w.tables {
-					if wt == old {
-						w.tables[i] = t
-					}
-				}
-			}
-			t.waiters, old.waiters = old.waiters, nil
-		},
-	}), dbname, name)
 }

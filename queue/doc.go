@@ -28,6 +28,14 @@
 // the batch holding it is synced, because the in-memory index of ready rows
 // (which serves Wait and scans) is updated only then.
 //
+// # Monitoring
+//
+// Snapshot returns every table's depth, owned rows, waiters, counters and
+// the age of its oldest free row (rows carry the time they were published
+// in their index entry); Stats and Metrics give the store's counters and
+// Pebble's. Options.Observer is told of each group commit and each Wait as
+// they happen, for histograms. None of it knows how it is exported.
+//
 // # Concurrency
 //
 // DB is safe for concurrent use. An Owner belongs to one connection and must

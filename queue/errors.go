@@ -29,6 +29,10 @@ var (
 	// keeps its row. Reads go on, and writes are accepted again, without
 	// a restart, once space is freed.
 	ErrDiskFull = errors.New("queue: disk full")
+	// ErrFenced is returned by Apply when its Write.Fence entry no longer
+	// holds its value (another process took the writer's place): nothing
+	// of the write happened.
+	ErrFenced = errors.New("queue: fenced off")
 )
 
 // FullError is a write refused because the store's disk is full. It names
@@ -54,3 +58,10 @@ func fullError(err error, db, table string) error {
 	}
 	return err
 }
+
+// ErrTableChanged is returned by Insert when the table was altered after
+// the handle was taken: the rows were encoded for the old definition.
+var ErrTableChanged = errors.New("queue: table definition changed")
+
+// ErrNoRow is returned by Apply when asked to consume without a held row.
+var ErrNoRow = errors.New("queue: no owned row")

@@ -160,7 +160,7 @@ func receive(t *testing.T, ch <-chan waitResult) waitResult {
 	select {
 	case r := <-ch:
 		return r
-	case <-time.After(10 * time.Second):
+	case <-time.After(time.Minute):
 		t.Fatal("Wait did not return")
 		return waitResult{}
 	}

@@ -36,6 +36,15 @@ type Consumed struct {
 	TableID uint64 // the incarnation of the table (Table.ID)
 	RowID   uint64
 	Payload []byte // nil unless a hook of the table asked for payloads
+	// Ack, when its NS is set, is the store's durable record of this
+	// consume: a store shared by several processes logs the consumes of
+	// the tables that have hooks, so that the process holding the hooks
+	// learns of consumes made anywhere (see queue/sqlstore). The hook's
+	// owner deletes it (Write.Delete) in the same write as the state it
+	// derived from the consume; until then, after a crash, a process that
+	// registers a hook for the table is given it again. *DB, alone on its
+	// store, calls hooks in process and leaves Ack empty.
+	Ack AuxEntry
 }
 
 type consumeHook struct {
@@ -155,6 +164,14 @@ type Write struct {
 	// before its batch is written (then nothing of it is stored); if the
 	// commit itself fails, the DB refuses every later write.
 	Finish func(first []uint64) []AuxEntry
+	// Fence, if set, is an entry that must be stored with exactly its
+	// value for the write to be made; otherwise Apply fails with
+	// ErrFenced and nothing of the write is stored. A consumer elected
+	// among several processes sets a token there when it takes over, so
+	// that a former one's late writes fail instead of overwriting its
+	// state (a shared store checks it under a lock that the takeover's
+	// write waits for).
+	Fence *AuxEntry
 }
 
 // Insertion is rows to append to a table.
@@ -163,8 +180,23 @@ type Insertion struct {
 	Rows  [][]byte
 }
 
-// ErrNoRow is returned by Apply when asked to consume without a held row.
-var ErrNoRow = errors.New("queue: no owned row")
+// checkFence returns ErrFenced unless entry f is stored with f's value.
+// It runs in the commit loop, in a batch of its own (the op is exclusive),
+// so the store holds every earlier write.
+func (db *DB) checkFence(f *AuxEntry) error {
+	v, closer, err := db.pdb.Get(auxKey(f.NS, f.Key))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return ErrFenced
+	}
+	if err != nil {
+		return err
+	}
+	defer closer.Close()
+	if !bytes.Equal(v, f.Value) {
+		return ErrFenced
+	}
+	return nil
+}
 
 // Apply makes w's changes in one synced batch, and publishes the inserted
 // rows (handing them to waiters) only after it.
@@ -189,11 +221,19 @@ func (o *Owner) Apply(w Write) error {
 		parts, applies = append(parts, ins.prepare), append(applies, ins.apply)
 	}
 	err := db.submit(&op{
-		inserts: len(w.Inserts) > 0,
-		removes: w.Consume,
+		// A fenced write is committed alone, after every write submitted
+		// before it: its check reads the store, not the shared batch.
+		exclusive: w.Fence != nil,
+		inserts:   len(w.Inserts) > 0,
+		removes:   w.Consume,
 		prepare: func(b *pebble.Batch) error {
-			// Check every insertion before writing anything: a part that
-			// fails must leave the batch untouched.
+			// Check the fence and every insertion before writing
+			// anything: a part that fails must leave the batch untouched.
+			if w.Fence != nil {
+				if err := db.checkFence(w.Fence); err != nil {
+					return err
+				}
+			}
 			for _, in := range w.Inserts {
 				if in.Table.t.wdead {
 					return ErrNoSuchTable
@@ -230,6 +270,10 @@ func (o *Owner) Apply(w Write) error {
 			}
 		},
 	})
+	if err == ErrFenced && w.Consume { // refused: the row is still held
+		o.row = consumed
+		return err
+	}
 	if err == ErrDiskFull { // refused: nothing happened
 		var d, t string
 		switch {

@@ -1,17 +1,8 @@
 package queue
 
 import (
-	"context"
-	"encoding/binary"
-	"errors"
-	"fmt"
 	"sync/atomic"
-
-	"github.com/cockroachdb/pebble/v2"
 )
-
-// MaxSenders is the number of relay sender slots (Q4M's 0..63).
-const MaxSenders = 64
 
 // tableCounters are one incarnation's counters; guarded by DB.mu.
 type tableCounters struct {
@@ -74,6 +65,10 @@ type dbCounters struct {
 	appends, removes         atomic.Uint64 // batches carrying inserts / removals
 	reads                    atomic.Uint64 // point reads and scans of the store
 	rowsWritten, rowsRemoved atomic.Uint64
+	// Finished waits by outcome (a wait on several tables counts once),
+	// and rows given back by queue_abort and by a connection's close.
+	waitImmediate, waitDelayed, waitTimeout atomic.Uint64
+	restoredByAbort, restoredByClose        atomic.Uint64
 }
 
 // Stats are store-wide counters since Open.
@@ -96,165 +91,45 @@ type Stats struct {
 	DiskFull                      bool
 	DiskFullEvents, WritesRefused uint64
 	WritesWaiting                 int64
+	// WaitImmediate, WaitDelayed and WaitTimeout count finished waits
+	// (queue_wait) by outcome: a row at once, a row after blocking, none
+	// before the timeout. A wait on several tables counts once.
+	WaitImmediate, WaitDelayed, WaitTimeout uint64
+	// RestoredByAbort and RestoredByClose count owned rows given back to
+	// their queue by Owner.Abort (queue_abort) and Owner.Close (the
+	// connection went away).
+	RestoredByAbort, RestoredByClose uint64
+	// Tables is the number of queue tables; Rows their live rows (owned
+	// ones included), Owned the rows owned by connections (or being
+	// consumed), Waiters the waits blocked now.
+	Tables, Rows, Owned, Waiters int64
 }
 
-// Stats returns the store-wide counters.
+// Stats returns the store-wide counters. The gauges (Tables, Rows, Owned,
+// Waiters) are read under the store's lock, in one pass over the tables.
 func (db *DB) Stats() Stats {
 	c := &db.counters
-	return Stats{
+	st := Stats{
 		Commits: c.commits.Load(), Syncs: c.syncs.Load(), Ops: c.ops.Load(),
 		Appends: c.appends.Load(), Removes: c.removes.Load(), Reads: c.reads.Load(),
 		RowsWritten: c.rowsWritten.Load(), RowsRemoved: c.rowsRemoved.Load(),
 		DiskFull: db.guard.full.Load(), DiskFullEvents: db.guard.events.Load(),
 		WritesRefused: db.guard.refused.Load(), WritesWaiting: db.guard.waiting.Load(),
-	}
-}
-
-// encodeState encodes what the commit loop persists per table: the last
-// rowid and the non-zero relay marks.
-func (t *table) encodeState() []byte {
-	b := binary.AppendUvarint(make([]byte, 0, 16), t.lastRowID)
-	n := 0
-	for _, m := range t.marks {
-		if m != 0 {
-			n++
-		}
-	}
-	b = binary.AppendUvarint(b, uint64(n))
-	for s, m := range t.marks {
-		if m != 0 {
-			b = append(b, byte(s))
-			b = binary.AppendUvarint(b, m)
-		}
-	}
-	return b
-}
-
-var errBadState = errors.New("corrupt table state")
-
-func (t *table) decodeState(v []byte) error {
-	last, k := binary.Uvarint(v)
-	if k <= 0 {
-		return errBadState
-	}
-	v = v[k:]
-	n, k := binary.Uvarint(v)
-	if k <= 0 || n > MaxSenders {
-		return errBadState
-	}
-	v = v[k:]
-	t.lastRowID = last
-	for i := uint64(0); i < n; i++ {
-		if len(v) < 2 || v[0] >= MaxSenders {
-			return errBadState
-		}
-		s := v[0]
-		m, k := binary.Uvarint(v[1:])
-		if k <= 0 {
-			return errBadState
-		}
-		t.marks[s] = m
-		v = v[1+k:]
-	}
-	return nil
-}
-
-// Compact makes the store drop what consumed rows of the table left behind
-// (Pebble's tombstones) by compacting the table's key range, and resets
-// the table's removed-bytes counter. If a compaction is already running it
-// returns at once.
-func (db *DB) Compact(ctx context.Context, h Table) error {
-	if !db.compacting.CompareAndSwap(false, true) {
-		return nil
-	}
-	defer db.compacting.Store(false)
-	db.readMu.RLock()
-	defer db.readMu.RUnlock()
-	if db.isClosed() {
-		return ErrClosed
-	}
-	if db.guard.full.Load() { // a compaction writes before it frees
-		db.guard.refuse()
-		return &FullError{Database: h.t.db, Table: h.t.name}
-	}
-	lo := rowKey(h.t.id, 0)
-	if err := db.pdb.Compact(ctx, lo, prefixEnd(lo[:9]), false); err != nil {
-		return fmt.Errorf("queue: compact %s.%s: %w", h.t.db, h.t.name, err)
+		WaitImmediate: c.waitImmediate.Load(), WaitDelayed: c.waitDelayed.Load(), WaitTimeout: c.waitTimeout.Load(),
+		RestoredByAbort: c.restoredByAbort.Load(), RestoredByClose: c.restoredByClose.Load(),
 	}
 	db.mu.Lock()
-	h.t.stats.bytesTotal -= min(h.t.stats.bytesRemoved, h.t.stats.bytesTotal)
-	h.t.stats.bytesRemoved = 0
-	db.mu.Unlock()
-	return nil
-}
-
-// ErrTableChanged is returned by Insert when the table was altered after
-// the handle was taken: the rows were encoded for the old definition.
-var ErrTableChanged = errors.New("queue: table definition changed")
-
-// AlterTable replaces the table's metadata and rewrites every row with
-// rewrite, atomically, keeping rowids, order and ownership: an owner keeps
-// its row, rewritten. It blocks other writes while it runs.
-func (db *DB) AlterTable(dbname, name string, meta []byte, rewrite func(rowid uint64, payload []byte) ([]byte, error)) error {
-	db.ddlMu.Lock()
-	defer db.ddlMu.Unlock()
-	db.mu.Lock()
-	t, err := db.lookupLocked(dbname, name)
-	db.mu.Unlock()
-	if err != nil {
-		return err
+	defer db.mu.Unlock()
+	for _, d := range db.dbs {
+		for _, t := range d.tables {
+			if t.dead {
+				continue
+			}
+			st.Tables++
+			st.Rows += int64(t.free.Len() + t.held)
+			st.Owned += int64(t.held)
+		}
 	}
-	meta = append([]byte(nil), meta...)
-	sizes := map[uint64]uint32{}
-	return fullError(db.submit(&op{
-		exclusive: true, // sees every earlier write committed
-		prepare: func(b *pebble.Batch) error {
-			if t.wdead {
-				return ErrNoSuchTable
-			}
-			lo := rowKey(t.id, 0)
-			it, err := db.pdb.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: prefixEnd(lo[:9])})
-			if err != nil {
-				return err
-			}
-			type kv struct {
-				k, v []byte
-			}
-			var rows []kv
-			for it.First(); it.Valid(); it.Next() {
-				v, err := it.ValueAndErr()
-				if err != nil {
-					_ = it.Close()
-					return err
-				}
-				nv, err := rewrite(rowKeyRowID(it.Key()), v)
-				if err != nil {
-					_ = it.Close()
-					return err
-				}
-				rows = append(rows, kv{append([]byte(nil), it.Key()...), nv})
-			}
-			if err := it.Close(); err != nil {
-				return err
-			}
-			for _, r := range rows {
-				_ = b.Set(r.k, r.v, nil)
-				sizes[rowKeyRowID(r.k)] = clampSize(len(r.v))
-			}
-			t.wversion++
-			return b.Set(tableKey(dbname, name), append(u64(t.id), meta...), nil)
-		},
-		apply: func() {
-			t.meta = meta
-			t.version++
-			var total uint64
-			for r, size := range sizes {
-				if _, ok := t.free.Get(item{rowid: r}); ok {
-					t.free.ReplaceOrInsert(item{r, size})
-				}
-				total += uint64(size)
-			}
-			t.stats.bytesTotal, t.stats.bytesRemoved = total, 0
-		},
-	}), dbname, name)
+	st.Waiters = int64(len(db.wait))
+	return st
 }

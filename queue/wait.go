@@ -65,7 +65,15 @@ const MaxWait = time.Duration(math.MaxInt32) * time.Second
 // ends the wait, the error is context.Cause(ctx) and o is in non-owner mode.
 // If the disk is full, consuming the owned row is refused: Wait returns
 // ErrDiskFull (in a *FullError) and o keeps its row and owner mode.
-func (o *Owner) Wait(ctx context.Context, subs []Sub, timeout time.Duration) (int, error) {
+func (o *Owner) Wait(ctx context.Context, subs []Sub, timeout time.Duration) (idx int, err error) {
+	if f := o.db.obs.Wait; f != nil {
+		start := time.Now()
+		defer func() {
+			if err == nil {
+				f(time.Since(start), idx > 0)
+			}
+		}()
+	}
 	if err := o.consume(); err != nil {
 		if !errors.Is(err, ErrDiskFull) { // refused: o keeps its row
 			o.mode = false
@@ -84,8 +92,21 @@ func (o *Owner) Wait(ctx context.Context, subs []Sub, timeout time.Duration) (in
 	}()
 	for {
 		idx, tables, seqs, err := o.pass(subs)
-		if err != nil || idx > 0 {
+		if err != nil {
 			return idx, err
+		}
+		if idx > 0 {
+			if ctx.Err() != nil {
+				// Cancelled while it looked (KILL QUERY, shutdown): the
+				// row goes back. At a shutdown, statements are cancelled
+				// before idle connections close and give their rows
+				// back, so a row given back that way is never returned
+				// to a statement of the dying server.
+				o.release(func(*nameCounters) {})
+				o.mode = false
+				return 0, context.Cause(ctx)
+			}
+			return idx, nil
 		}
 		db.mu.Lock()
 		if db.closed {
@@ -190,7 +211,7 @@ func (o *Owner) pass(subs []Sub) (int, []*table, []uint64, error) {
 			if it, ok := t.takeLocked(); ok {
 				db.countWaitLocked(tables, i, true)
 				db.mu.Unlock()
-				o.mode, o.row = true, &held{t, it.rowid, it.size}
+				o.mode, o.row = true, &held{t, it}
 				return i + 1, nil, nil, nil
 			}
 			db.mu.Unlock()
@@ -205,7 +226,7 @@ func (o *Owner) pass(subs []Sub) (int, []*table, []uint64, error) {
 			db.mu.Lock()
 			db.countWaitLocked(tables, i, true)
 			db.mu.Unlock()
-			o.mode, o.row = true, &held{t, it.rowid, it.size}
+			o.mode, o.row = true, &held{t, it}
 			return i + 1, nil, nil, nil
 		}
 	}
@@ -366,6 +387,14 @@ func containsTable(ts []*table, t *table) bool {
 // countWaitLocked counts a finished wait: the winning table (index win,
 // -1 for none) got an immediate or delayed hit, every other table a timeout.
 func (db *DB) countWaitLocked(tables []*table, win int, immediate bool) {
+	switch {
+	case win < 0:
+		db.counters.waitTimeout.Add(1)
+	case immediate:
+		db.counters.waitImmediate.Add(1)
+	default:
+		db.counters.waitDelayed.Add(1)
+	}
 	for i, t := range tables {
 		if t.dead || containsTable(tables[:i], t) && i != win {
 			continue
@@ -443,7 +472,7 @@ func (db *DB) serveLocked(t *table, rows []newRow) {
 			f := w.subs[idx].Filter
 			if f == nil {
 				if it, ok := t.takeLocked(); ok {
-					db.finishWaiterLocked(w, &held{t, it.rowid, it.size}, idx+1)
+					db.finishWaiterLocked(w, &held{t, it}, idx+1)
 					served = true
 				}
 				break
@@ -453,7 +482,7 @@ func (db *DB) serveLocked(t *table, rows []newRow) {
 				continue
 			}
 			if it, ok := t.takeMatchingLocked(rows, f); ok {
-				db.finishWaiterLocked(w, &held{t, it.rowid, it.size}, idx+1)
+				db.finishWaiterLocked(w, &held{t, it}, idx+1)
 				served = true
 				break
 			}
@@ -491,7 +520,7 @@ func (db *DB) releaseLocked(h *held) {
 	}
 	t := h.t
 	t.held--
-	t.free.ReplaceOrInsert(item{h.rowid, h.size})
+	t.free.ReplaceOrInsert(h.item)
 	t.releaseSeq++
 	t.pubSeq++
 	for _, c := range t.cursors {

@@ -2,6 +2,7 @@ package queue
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 )
@@ -107,7 +108,11 @@ func (db *DB) commit(ops []*op) {
 	}
 	var cerr error
 	if failed == nil && !full && !b.Empty() {
+		start := time.Now()
 		cerr = commitBatch(b, db.writeOpts)
+		if db.obs.Commit != nil && cerr == nil {
+			db.obs.Commit(len(ops), db.writeOpts.Sync, time.Since(start))
+		}
 		c := &db.counters
 		c.commits.Add(1)
 		if db.writeOpts.Sync {

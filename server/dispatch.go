@@ -31,19 +31,32 @@ var noReply any = noReplyT{}
 // serveCommand reads one command and answers it. An error means the
 // connection must be closed.
 func (h *handler) serveCommand() error {
-	data, err := h.mc.ReadPacket()
+	// The command is read into the connection's own buffer: nothing keeps
+	// a slice of it past the command (texts and parameters are copied).
+	data, err := h.mc.ReadPacketReuseMem(h.rbuf[:0])
+	if cap(data) <= maxKeptCommand {
+		h.rbuf = data
+	} else {
+		h.rbuf = nil
+	}
 	if err != nil {
 		h.mc.Close()
 		return err
 	}
 	var v any
+	st := &h.srv.status
 	if len(data) == 0 {
 		v = newError(mysql.ER_UNKNOWN_COM_ERROR, "Unknown command")
 	} else {
+		text := h.statementText(data)
+		h.text = text
+		h.count(data, text)
 		if h.c != nil {
-			h.c.act.begin(commandName(data[0]), h.statementText(data))
+			h.c.act.begin(commandName(data[0]), text)
 		}
+		st.threadsRunning.Add(1)
 		v, err = h.dispatch(data[0], data[1:])
+		st.threadsRunning.Add(-1)
 		if h.c != nil {
 			h.c.act.end(h.sess.Database(), h.sess.Owned())
 		}
@@ -53,13 +66,46 @@ func (h *handler) serveCommand() error {
 		}
 	}
 	if v != noReply {
-		err = h.mc.WriteValue(v)
+		st.countErrorValue(v)
+		if rr, ok := v.(rowsResult); ok {
+			err = h.writeRows(rr.r)
+		} else {
+			err = h.mc.WriteValue(v)
+		}
 	}
 	h.mc.ResetSequence()
 	if err != nil {
 		h.mc.Close()
 	}
 	return err
+}
+
+// count counts a command (data, with text the statement it runs) in the
+// status counters: Questions, and Com_* by command and by statement (a
+// prepared statement's execution counts as Com_stmt_execute and as its
+// statement's kind, as in mysqld).
+func (h *handler) count(data []byte, text string) {
+	st := &h.srv.status
+	var own *stmtCounts
+	if h.c != nil {
+		own = &h.c.counts
+	}
+	kind, question := commandCom(data[0])
+	if question {
+		st.countQuestion(own)
+	}
+	st.countCom(own, kind)
+	switch data[0] {
+	case mysql.COM_QUERY:
+		st.countCom(own, classify(text))
+	case mysql.COM_STMT_EXECUTE:
+		if p := h.stmt(data[1:]); p != nil {
+			if !p.classified {
+				p.kind, p.classified = classify(p.text), true
+			}
+			st.countCom(own, p.kind)
+		}
+	}
 }
 
 // statementText is the statement a command runs, for SHOW PROCESSLIST.
@@ -81,6 +127,7 @@ func (h *handler) statementText(data []byte) string {
 func (h *handler) dispatch(cmd byte, data []byte) (any, error) {
 	switch cmd {
 	case mysql.COM_QUIT:
+		h.quit = true
 		h.mc.Close()
 		return noReply, nil
 	case mysql.COM_QUERY:
@@ -139,6 +186,14 @@ func (h *handler) dispatch(cmd byte, data []byte) (any, error) {
 			return h.forward(cmd, data)
 		}
 		return noReply, h.writeEOF()
+	case mysql.COM_REFRESH:
+		// mysql_refresh (mysqldump --flush-logs, mysqladmin flush-tables):
+		// the upstream's to do; here every write is in the store when it
+		// is acknowledged and there are no logs to rotate.
+		if h.up != nil {
+			return h.forward(cmd, data)
+		}
+		return nil, nil
 	case mysql.COM_RESET_CONNECTION:
 		h.sess.Reset()
 		clear(h.stmts)
@@ -150,6 +205,8 @@ func (h *handler) dispatch(cmd byte, data []byte) (any, error) {
 		}
 		h.syncStatus()
 		return nil, nil
+	case mysql.COM_CHANGE_USER:
+		return h.changeUser(data)
 	case mysql.COM_STATISTICS:
 		h.wc.replaceResponse(statisticsPacket(h.srv))
 		return nil, nil
@@ -159,7 +216,10 @@ func (h *handler) dispatch(cmd byte, data []byte) (any, error) {
 
 // query runs COM_QUERY where Route says.
 func (h *handler) query(data []byte) (any, error) {
-	q := string(data)
+	q := h.text // the command's text, already a string (serveCommand)
+	if q != string(data) {
+		q = string(data)
+	}
 	route, err := h.sess.Route(q)
 	if err != nil {
 		return h.toError(err), nil
@@ -182,7 +242,13 @@ func (h *handler) query(data []byte) (any, error) {
 	case sqlfront.RouteMerge:
 		return h.merge(q, false)
 	case sqlfront.RouteInsertSelect:
-		return h.insertSelect(q)
+		return h.insertSelect(q, nil)
+	case sqlfront.RouteUpstreamPart:
+		up, err := h.sess.UpstreamPart(q)
+		if err != nil {
+			return h.toError(err), nil
+		}
+		return h.forward(mysql.COM_QUERY, []byte(up))
 	case sqlfront.RouteBoth:
 		v, res, err := h.forwardResult(mysql.COM_QUERY, data)
 		if h.upDown {
@@ -208,6 +274,9 @@ func (h *handler) query(data []byte) (any, error) {
 	h.syncStatus()
 	if err != nil {
 		return h.toError(err), nil
+	}
+	if r != nil && r.HasRows() {
+		return rowsResult{r}, nil
 	}
 	return toResult(r, false), nil
 }
@@ -247,29 +316,43 @@ func (w *warnOK) WritePacket(pkt []byte) error {
 func (w *warnOK) ReadPacket() ([]byte, error) { return w.h.ReadPacket() }
 
 // insertSelect runs INSERT INTO queue_table SELECT ... FROM upstream
-// tables: the upstream's rows go into the queue table in one insert.
-func (h *handler) insertSelect(q string) (any, error) {
+// tables: the upstream's rows are encoded as they arrive and go into the
+// queue table in one insert (see sqlfront.SelectedRows). args are a
+// prepared statement's parameters, written into the SELECT's text.
+func (h *handler) insertSelect(q string, args []any) (any, error) {
 	is, err := h.sess.PrepareInsertSelect(q)
+	if err == nil && args != nil {
+		is, err = is.Bind(args)
+	}
 	if err != nil {
 		return h.toError(err), nil
 	}
 	if h.srv.shutting.Load() {
 		return h.toError(errShutdown), nil
 	}
-	h.setCancel(h.killUpstream)
-	_, rows, err := h.up.Query(h.ctx, h.sess.Database(), is.Select)
+	rows, err := h.sess.StartInsertSelect(is)
+	if err != nil {
+		return h.toError(err), nil
+	}
+	h.setCancel(h.killFn)
+	err = h.up.QueryRows(h.ctx, h.sess.Database(), is.Select, rows.Columns, rows.Row)
 	h.setCancel(nil)
 	h.syncStatus()
-	if err != nil {
+	var upErr *mysql.MyError
+	switch {
+	case errors.As(err, &upErr) || errors.Is(err, upstream.ErrUnavailable) || errors.Is(err, upstream.ErrLost):
 		h.lastUpstream = true
 		return h.upstreamFailure(err)
+	case err != nil: // a row the queue table does not take
+		h.lastUpstream = false
+		return h.toError(err), nil
 	}
 	h.lastUpstream = false
 	if h.up.InTransaction() {
 		h.queueWriteInTxn = true
 	}
-	r, err := h.run(q, func(ctx context.Context) (*sqlfront.Result, error) {
-		return h.sess.InsertSelected(ctx, is, rows)
+	r, err := h.run(q, func(context.Context) (*sqlfront.Result, error) {
+		return rows.Insert()
 	})
 	if err != nil {
 		return h.toError(err), nil
@@ -283,8 +366,11 @@ func (h *handler) merge(q string, binaryProto bool) (any, error) {
 	if h.srv.shutting.Load() {
 		return h.toError(errShutdown), nil
 	}
-	h.setCancel(h.killUpstream)
+	h.setCancel(h.killFn)
 	defer h.setCancel(nil)
+	if rq, ok := h.sess.CatalogRowsQuery(q); ok {
+		return h.mergeEval(q, rq, nil, binaryProto)
+	}
 	cols, rows, err := h.up.Query(h.ctx, h.sess.Database(), q)
 	h.lastUpstream = true
 	h.syncStatus()
@@ -298,10 +384,35 @@ func (h *handler) merge(q string, binaryProto bool) (any, error) {
 	if lerr != nil {
 		local = nil // no queue tables in that database
 	}
+	if h.sess.LocalWins(q) {
+		// SHOW STATUS: q4mproxy's counters for the names it keeps (its
+		// clients' connections and statements, Queue_*), the upstream's
+		// for the rest.
+		return toResult(sqlfront.MergeRowsLocalFirst(cols, rows, local), binaryProto), nil
+	}
 	lq := strings.ToLower(q)
 	sorted := strings.Contains(lq, "tables") || strings.Contains(lq, "table status") ||
 		strings.Contains(lq, "variables") || strings.Contains(lq, "status")
 	return toResult(sqlfront.MergeRows(cols, rows, local, sorted), binaryProto), nil
+}
+
+// mergeEval answers a catalog SELECT that a concatenation of both sides'
+// answers would answer wrongly (COUNT(*) of information_schema.TABLES):
+// the upstream's rows of the table (rq) and q4mproxy's, with the
+// statement evaluated here over both.
+func (h *handler) mergeEval(q, rq string, args []any, binaryProto bool) (any, error) {
+	cols, rows, err := h.up.Query(h.ctx, h.sess.Database(), rq)
+	h.syncStatus()
+	if err != nil {
+		h.lastUpstream = true
+		return h.upstreamFailure(err)
+	}
+	h.lastUpstream = false
+	r, err := h.sess.ExecCatalog(h.ctx, q, args, cols, rows)
+	if err != nil {
+		return h.toError(err), nil
+	}
+	return toResult(r, binaryProto), nil
 }
 
 func (h *handler) initDB(data []byte) (any, error) {
@@ -348,7 +459,7 @@ func (h *handler) forwardResult(cmd byte, data []byte, client ...upstream.Client
 	if h.srv.shutting.Load() {
 		return h.toError(errShutdown), upstream.Result{}, nil
 	}
-	h.setCancel(h.killUpstream)
+	h.setCancel(h.killFn)
 	defer h.setCancel(nil)
 	var res upstream.Result
 	var err error
@@ -367,6 +478,9 @@ func (h *handler) forwardResult(cmd byte, data []byte, client ...upstream.Client
 	}
 	switch {
 	case err == nil:
+		if res.Err != nil {
+			h.srv.status.countError(res.Err.Code)
+		}
 		return noReply, res, nil
 	case errors.Is(err, upstream.ErrUnknownStmt):
 		return unknownStmt(data, "mysqld_stmt_execute"), res, nil
@@ -391,6 +505,10 @@ func (h *handler) upstreamFailure(err error) (any, error) {
 	}
 	return nil, err
 }
+
+// maxKeptCommand is the largest command buffer a connection keeps for the
+// next command.
+const maxKeptCommand = 64 << 10
 
 // killUpstream is the running statement's cancel function while a command
 // runs upstream (KILL QUERY, KILL, shutdown): a KILL QUERY of its own on a
@@ -429,7 +547,12 @@ func (h *handler) ReadPacket() ([]byte, error) { return h.mc.ReadPacket() }
 var _ upstream.Client = (*handler)(nil)
 
 func (h *handler) writeEOF() error {
-	data := make([]byte, 4, 9)
+	return h.mc.WritePacket(h.appendEOF(make([]byte, 4, 9)))
+}
+
+// appendEOF appends an EOF packet's payload (no warnings, the session's
+// status) to b.
+func (h *handler) appendEOF(b []byte) []byte {
 	st := uint16(0)
 	if h.sess.AutoCommit() {
 		st |= mysql.SERVER_STATUS_AUTOCOMMIT
@@ -437,8 +560,7 @@ func (h *handler) writeEOF() error {
 	if h.up != nil && h.up.InTransaction() {
 		st |= mysql.SERVER_STATUS_IN_TRANS
 	}
-	data = append(data, mysql.EOF_HEADER, 0, 0, byte(st), byte(st>>8))
-	return h.mc.WritePacket(data)
+	return append(b, mysql.EOF_HEADER, 0, 0, byte(st), byte(st>>8))
 }
 
 // pstmt is a prepared statement of the connection: local (a sqlfront
@@ -454,6 +576,8 @@ type pstmt struct {
 	// insertSelect: INSERT INTO a queue table SELECT from upstream tables
 	insertSelect bool
 	params       int
+	kind         int            // its Com_ kind (status.go), once classified
+	classified   bool           // kind is set
 	types        []byte         // parameter types of the last execution that sent them
 	long         map[int][]byte // COM_STMT_SEND_LONG_DATA, by parameter
 }
@@ -568,11 +692,18 @@ func (h *handler) execute(data []byte) (any, error) {
 	if p.merge && p.params == 0 {
 		return h.merge(p.local.Text(), true)
 	}
-	if p.insertSelect {
-		if p.params > 0 {
-			return newError(mysql.ER_NOT_SUPPORTED_YET, "This version of q4mproxy doesn't yet support parameters in a prepared INSERT ... SELECT from tables of the upstream server"), nil
+	if p.merge {
+		if rq, ok := h.sess.CatalogRowsQuery(p.local.Text()); ok {
+			if h.srv.shutting.Load() {
+				return h.toError(errShutdown), nil
+			}
+			h.setCancel(h.killFn)
+			defer h.setCancel(nil)
+			return h.mergeEval(p.local.Text(), rq, args, true)
 		}
-		return h.insertSelect(p.local.Text())
+	}
+	if p.insertSelect {
+		return h.insertSelect(p.local.Text(), args)
 	}
 	h.lastUpstream = false
 	if h.up != nil && h.up.InTransaction() && sqlfront.ChangesQueue(p.local.Text()) {

@@ -8,6 +8,8 @@
 // single translation of errors to MySQL error packets (errors.go, from the
 // catalog in sqlfront/errors.go), result sets with real column types in
 // both the text and the binary protocol (result.go), noticing a client that
-// disconnects while a statement blocks (watchconn.go), KILL, and graceful
-// shutdown.
+// disconnects while a statement blocks (watchconn.go), KILL, graceful
+// shutdown, and the status counters of SHOW STATUS (status.go: atomics
+// bumped where connections read, write and run commands; read by
+// StatusVars, ErrorCounts and ProcessRows for the HTTP listener too).
 package server

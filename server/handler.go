@@ -35,9 +35,22 @@ type handler struct {
 	// queueWriteInTxn: a queue table changed during the upstream's open
 	// transaction (a ROLLBACK then warns with 1196).
 	queueWriteInTxn bool
-	stmts           map[uint32]*pstmt // prepared statements by id
-	stmtSeq         uint32            // the last statement id given out
-	kills           sync.WaitGroup    // KILL QUERYs sent upstream (killUpstream)
+	stmts           map[uint32]*pstmt       // prepared statements by id
+	stmtSeq         uint32                  // the last statement id given out
+	kills           sync.WaitGroup          // KILL QUERYs sent upstream (killUpstream)
+	killFn          context.CancelCauseFunc // h.killUpstream, made once
+	rbuf            []byte                  // the last command read, reused for the next
+	quit            bool                    // the client sent COM_QUIT
+	// changeUserFailures counts failed COM_CHANGE_USERs (changeUser).
+	changeUserFailures int
+
+	// the column definitions of the last text result set, as columns and
+	// as packets, and the buffer it was written from (writeRows)
+	text string // the statement text of the command being served (serveCommand)
+
+	defCols []sqlfront.Column
+	defs    [][]byte
+	wbuf    []byte
 }
 
 var _ gms.Handler = (*handler)(nil)
@@ -123,17 +136,27 @@ func (h *handler) HandleOtherCommand(byte, []byte) error { return errNotDispatch
 
 var errNotDispatched = errors.New("server: command not dispatched by go-mysql")
 
+// statisticsPacket answers COM_STATISTICS (mysqladmin status) from the
+// status counters.
 func statisticsPacket(s *Server) []byte {
 	s.mu.Lock()
 	n := len(s.conns)
 	s.mu.Unlock()
-	msg := fmt.Sprintf("Uptime: %d  Threads: %d  Questions: 0  Slow queries: 0  Opens: 0  Open tables: 0  Queries per second avg: 0.000",
-		int(time.Since(startTime).Seconds()), n)
+	up := time.Since(s.status.started).Seconds()
+	q := s.status.questions.Load()
+	qps := 0.0
+	if up >= 1 {
+		qps = float64(q) / up
+	}
+	tables := int64(0)
+	if s.eng != nil {
+		tables = s.eng.QueueStats().Tables
+	}
+	msg := fmt.Sprintf("Uptime: %d  Threads: %d  Questions: %d  Slow queries: 0  Opens: %d  Open tables: %d  Queries per second avg: %.3f",
+		int(up), n, q, tables, tables, qps)
 	pkt := []byte{byte(len(msg)), byte(len(msg) >> 8), byte(len(msg) >> 16), 1}
 	return append(pkt, msg...)
 }
-
-var startTime = time.Now()
 
 // syncStatus mirrors the session's autocommit setting, and the upstream
 // session's transaction, in the status flags of local answers.

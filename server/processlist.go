@@ -81,11 +81,22 @@ func commandName(cmd byte) string {
 	return "Query"
 }
 
-// ProcessList returns one row per logged-in connection for SHOW
-// PROCESSLIST (Id, User, Host, db, Command, Time, State, Info), by id; Info
-// is cut to 100 characters unless full, as mysqld does. Safe for
+// ProcessRow is one connection as SHOW PROCESSLIST shows it.
+type ProcessRow struct {
+	ID      uint32
+	User    string
+	Host    string // client host:port
+	DB      string // "" for none
+	Command string // Sleep, Query, Execute, ...
+	// Time is how long the connection has been in its command (or idle).
+	Time  time.Duration
+	State string // "Waiting in queue_wait", "User sleep", an owned row, ...
+	Info  string // the statement running, whole; "" for none
+}
+
+// ProcessRows returns one row per logged-in connection, by id. Safe for
 // concurrent use.
-func (s *Server) ProcessList(full bool) [][]any {
+func (s *Server) ProcessRows() []ProcessRow {
 	s.mu.Lock()
 	conns := make([]*conn, 0, len(s.conns))
 	for _, c := range s.conns {
@@ -94,24 +105,37 @@ func (s *Server) ProcessList(full bool) [][]any {
 	s.mu.Unlock()
 	sort.Slice(conns, func(i, j int) bool { return conns[i].id < conns[j].id })
 	now := time.Now()
-	rows := make([][]any, 0, len(conns))
+	rows := make([]ProcessRow, 0, len(conns))
 	for _, c := range conns {
 		a := &c.act
 		a.mu.Lock()
+		rows = append(rows, ProcessRow{ID: c.id, User: c.userName(), Host: a.host, DB: a.db, Command: a.command,
+			Time: now.Sub(a.since), State: a.state, Info: a.info})
+		a.mu.Unlock()
+	}
+	return rows
+}
+
+// ProcessList returns one row per logged-in connection for SHOW
+// PROCESSLIST (Id, User, Host, db, Command, Time, State, Info), by id; Info
+// is cut to 100 characters unless full, as mysqld does. Safe for
+// concurrent use.
+func (s *Server) ProcessList(full bool) [][]any {
+	prs := s.ProcessRows()
+	rows := make([][]any, 0, len(prs))
+	for _, p := range prs {
 		var db, info any
-		if a.db != "" {
-			db = a.db
+		if p.DB != "" {
+			db = p.DB
 		}
-		if a.info != "" {
-			in := a.info
+		if p.Info != "" {
+			in := p.Info
 			if !full && len(in) > 100 {
 				in = in[:100]
 			}
 			info = in
 		}
-		rows = append(rows, []any{int64(c.id), c.user, a.host, db, a.command,
-			int64(now.Sub(a.since) / time.Second), a.state, info})
-		a.mu.Unlock()
+		rows = append(rows, []any{int64(p.ID), p.User, p.Host, db, p.Command, int64(p.Time / time.Second), p.State, info})
 	}
 	return rows
 }

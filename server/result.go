@@ -3,6 +3,7 @@ package server
 import (
 	"encoding/binary"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -18,7 +19,7 @@ func toResult(r *sqlfront.Result, binaryProto bool) *mysql.Result {
 		return nil
 	}
 	if !r.HasRows() {
-		return &mysql.Result{AffectedRows: r.AffectedRows, InsertId: r.InsertID}
+		return &mysql.Result{AffectedRows: r.AffectedRows, InsertId: r.InsertID, Warnings: r.Warnings}
 	}
 	rs := &mysql.Resultset{Fields: make([]*mysql.Field, len(r.Columns))}
 	for i, c := range r.Columns {
@@ -33,6 +34,71 @@ func toResult(r *sqlfront.Result, binaryProto bool) *mysql.Result {
 		}
 	}
 	return &mysql.Result{Resultset: rs}
+}
+
+// rowsResult is a text-protocol result set that the handler writes itself
+// (writeRows) rather than through go-mysql's WriteValue: a consumer repeats
+// one statement, so the column definitions of the connection's last result
+// set are kept as packets and reused, and the rows are written from one
+// buffer, without allocating per value.
+type rowsResult struct{ r *sqlfront.Result }
+
+// writeRows writes r as go-mysql's writeResultset would: the column count,
+// the column definitions, EOF, the rows, EOF.
+func (h *handler) writeRows(r *sqlfront.Result) error {
+	if !slices.Equal(h.defCols, r.Columns) {
+		h.defCols = slices.Clone(r.Columns)
+		h.defs = h.defs[:0]
+		for _, c := range r.Columns {
+			h.defs = append(h.defs, field(c).Dump())
+		}
+	}
+	b := append(h.wbuf[:0], 0, 0, 0, 0)
+	b = append(b, mysql.PutLengthEncodedInt(uint64(len(r.Columns)))...)
+	if err := h.mc.WritePacket(b); err != nil {
+		return err
+	}
+	for _, d := range h.defs {
+		b = append(b[:4], d...)
+		if err := h.mc.WritePacket(b); err != nil {
+			return err
+		}
+	}
+	if err := h.mc.WritePacket(h.appendEOF(b[:4])); err != nil {
+		return err
+	}
+	for _, row := range r.Rows {
+		b = appendTextRow(b[:4], r.Columns, row)
+		if err := h.mc.WritePacket(b); err != nil {
+			return err
+		}
+	}
+	err := h.mc.WritePacket(h.appendEOF(b[:4]))
+	if cap(b) <= 64<<10 { // keep a buffer of a usual size for the next result
+		h.wbuf = b
+	}
+	return err
+}
+
+// appendTextRow appends a text-protocol row to b: what textRow returns,
+// with integers and strings written in place.
+func appendTextRow(b []byte, cols []sqlfront.Column, row []any) []byte {
+	for i, v := range row {
+		switch x := v.(type) {
+		case nil:
+			b = append(b, 0xfb)
+		case int64:
+			var n [20]byte
+			d := strconv.AppendInt(n[:0], x, 10)
+			b = append(append(b, byte(len(d))), d...)
+		case string:
+			b = append(b, mysql.PutLengthEncodedInt(uint64(len(x)))...)
+			b = append(b, x...)
+		default:
+			b = appendLenenc(b, textValue(cols[i], v))
+		}
+	}
+	return b
 }
 
 func field(c sqlfront.Column) *mysql.Field {

@@ -62,15 +62,16 @@ var ErrServerClosed = errors.New("server: closed")
 
 // Server accepts MySQL connections and serves them from a sqlfront.Engine.
 type Server struct {
-	eng   *sqlfront.Engine
-	cfg   Config
-	log   *slog.Logger
-	mysrv *gms.Server
+	eng *sqlfront.Engine
+	cfg Config
+	log *slog.Logger
 
 	shutting atomic.Bool
+	accts    atomic.Pointer[accounts] // cfg.Users, then SetUsers'
 	wg       sync.WaitGroup
 	open     atomic.Int64 // connections being served
 	refused  refuseLog    // limits the log lines about refused connections
+	status   status       // SHOW STATUS counters (status.go)
 
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
@@ -96,23 +97,52 @@ func New(eng *sqlfront.Engine, cfg Config) *Server {
 		cfg.DefaultAuth = mysql.AUTH_NATIVE_PASSWORD
 	}
 	srv := &Server{
-		eng: eng,
-		cfg: cfg,
-		log: cfg.Logger.With("component", "server"),
-		mysrv: gms.NewServerWithAuth(cfg.Version, mysql.DEFAULT_COLLATION_ID, cfg.DefaultAuth, cfg.RSAKey, cfg.TLS,
-			&authProvider{users: cfg.Users}),
+		eng:       eng,
+		cfg:       cfg,
+		log:       cfg.Logger.With("component", "server"),
 		listeners: map[net.Listener]struct{}{},
 		conns:     map[uint32]*conn{},
 	}
-	if cfg.Upstream != nil {
-		// LOAD DATA LOCAL INFILE, relayed to the upstream.
-		_ = srv.mysrv.SetCapability(mysql.CLIENT_LOCAL_FILES)
-	}
+	srv.status.started = time.Now()
+	srv.SetUsers(cfg.Users)
 	return srv
+}
+
+// accounts is what a login checks: the users and passwords, and the
+// go-mysql server that runs the handshake against them. Each SetUsers
+// makes a new one, so the go-mysql server's caching_sha2_password cache
+// (the hashes of passwords that logged in, keyed by user, which its fast
+// path accepts without asking for the password again) starts empty: an
+// old password or a removed user cannot log in through it, as MySQL
+// empties it on ALTER USER and FLUSH PRIVILEGES. A connection takes one
+// accounts when it is accepted and logs in against it alone.
+type accounts struct {
+	users map[string]string
+	mysrv *gms.Server
+}
+
+// password returns a user's password and whether the user exists.
+func (a *accounts) password(user string) (string, bool) {
+	pw, ok := a.users[user]
+	return pw, ok
 }
 
 // SetEngine sets the engine (before Serve).
 func (s *Server) SetEngine(eng *sqlfront.Engine) { s.eng = eng }
+
+// SetUsers replaces the users and passwords (a reload). Logins from now on
+// check the new ones; established sessions are not affected. users must
+// not be modified afterwards. It is safe to call at any time.
+func (s *Server) SetUsers(users map[string]string) {
+	a := &accounts{users: users}
+	a.mysrv = gms.NewServerWithAuth(s.cfg.Version, mysql.DEFAULT_COLLATION_ID, s.cfg.DefaultAuth, s.cfg.RSAKey, s.cfg.TLS,
+		&authProvider{accts: a})
+	if s.cfg.Upstream != nil {
+		// LOAD DATA LOCAL INFILE, relayed to the upstream.
+		_ = a.mysrv.SetCapability(mysql.CLIENT_LOCAL_FILES)
+	}
+	s.accts.Store(a)
+}
 
 // Serve accepts connections on l until Shutdown.
 func (s *Server) Serve(l net.Listener) error {
@@ -140,6 +170,7 @@ func (s *Server) Serve(l net.Listener) error {
 		}
 		delay = 0
 		s.wg.Add(1)
+		s.status.connections.Add(1)
 		if s.open.Add(1) > int64(s.cfg.MaxConnections) {
 			go s.refuse(c)
 			continue
@@ -158,6 +189,8 @@ func (s *Server) refuse(c net.Conn) {
 	_ = c.SetWriteDeadline(time.Now().Add(time.Second))
 	_, _ = c.Write(errorPacket(mysql.ER_CON_COUNT_ERROR, "Too many connections", 0))
 	_ = c.Close()
+	s.status.maxConnErrors.Add(1)
+	s.status.countError(mysql.ER_CON_COUNT_ERROR)
 	if ok, n := s.refused.allow(time.Now()); ok {
 		s.log.Warn("connection refused: too many connections", "remote", c.RemoteAddr().String(), "max_connections", s.cfg.MaxConnections, "suppressed", n)
 	}
@@ -180,7 +213,8 @@ type conn struct {
 	mu          sync.Mutex
 	cancelQuery context.CancelCauseFunc // the running statement, if any
 
-	act activity // for SHOW PROCESSLIST
+	act    activity   // for SHOW PROCESSLIST
+	counts stmtCounts // for SHOW SESSION STATUS
 }
 
 func (s *Server) handle(raw net.Conn) {
@@ -197,6 +231,7 @@ func (s *Server) handle(raw net.Conn) {
 	wc := newWatchConn(raw)
 	wc.limit.max = s.cfg.MaxAllowedPacket
 	wc.greetingCaps = s.extraCaps()
+	wc.global = &s.status.stmtCounts
 	sess := s.eng.NewSession(0, "", host)
 	defer sess.Close()
 
@@ -204,10 +239,15 @@ func (s *Server) handle(raw net.Conn) {
 	defer cancel(nil)
 	h := &handler{srv: s, sess: sess, wc: wc, ctx: ctx}
 	_ = raw.SetDeadline(time.Now().Add(s.cfg.HandshakeTimeout))
-	mc, err := s.mysrv.NewCustomizedConn(wc, &authHandler{srv: s, wc: wc, log: log}, h)
+	accts := s.accts.Load()
+	ah := &authHandler{srv: s, accts: accts, wc: wc, log: log}
+	mc, err := login(accts.mysrv, wc, ah, h)
 	_ = wc.Flush()
 	if err != nil {
 		log.Debug("handshake failed", "err", err)
+		if !ah.aborted {
+			s.status.abortedConnects.Add(1)
+		}
 		_ = raw.Close()
 		return
 	}
@@ -220,11 +260,12 @@ func (s *Server) handle(raw net.Conn) {
 	if s.cfg.Upstream != nil {
 		h.up = upstream.NewSession(s.cfg.Upstream, upstream.Login{
 			User:         mc.GetUser(),
-			Password:     s.cfg.Users[mc.GetUser()],
-			Capabilities: mc.Capability() & (s.mysrv.Capability() | s.extraCaps()),
+			Password:     ah.pw, // the one it logged in with, whatever a reload did since
+			Capabilities: mc.Capability() & (accts.mysrv.Capability() | s.extraCaps()),
 			Attributes:   mc.Attributes(),
 			Collation:    mc.Charset(),
 		})
+		h.killFn = h.killUpstream
 		defer h.up.Close()
 		defer h.kills.Wait() // before the upstream connection closes
 		sess.SetCreateCheck(h.createCheck)
@@ -237,9 +278,12 @@ func (s *Server) handle(raw net.Conn) {
 	c.act.end(sess.Database(), "")
 	h.c = c
 	h.log = log.With("conn_id", id, "user", mc.GetUser())
+	wc.session = &c.counts
 	s.mu.Lock()
 	s.conns[id] = c
+	n := len(s.conns)
 	s.mu.Unlock()
+	s.status.connected(n)
 	defer func() {
 		s.mu.Lock()
 		delete(s.conns, id)
@@ -267,10 +311,30 @@ func (s *Server) handle(raw net.Conn) {
 		h.log.Info("idle connection closed after wait_timeout", "wait_timeout", sess.WaitTimeout())
 	}
 	_ = raw.Close() // go-mysql may already have closed and dropped its conn
+	if !h.quit {
+		s.status.abortedClients.Add(1)
+	}
 	if sess.Close() {
 		h.log.Debug("owned row released on close")
 	}
 	h.log.Debug("disconnected")
+}
+
+// login runs go-mysql's handshake on wc. go-mysql v1.16.0 panics on some
+// malformed handshake responses (auth data announced longer than sent but
+// within its read buffer's capacity, attribute lengths past the packet):
+// on a plaintext connection watchConn answers those with ERROR 1043 before
+// go-mysql reads them (handshakeOverflows). Over TLS it sees only records,
+// so the panic comes, and ends here as a failed handshake: a client's
+// malformed packet, not a fault of the server. The TLS session is
+// go-mysql's, so no error packet can be sent: the connection is closed.
+func login(srv *gms.Server, wc *watchConn, ah *authHandler, h *handler) (mc *gms.Conn, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			mc, err = nil, fmt.Errorf("%w: %v", errBadHandshake, r)
+		}
+	}()
+	return srv.NewCustomizedConn(wc, ah, h)
 }
 
 // extraCaps are the capabilities a MySQL server offers that go-mysql does
@@ -307,7 +371,7 @@ func (s *Server) Kill(_ context.Context, id uint64, query bool, user string) err
 	if c == nil || uint64(c.id) != id {
 		return newError(mysql.ER_NO_SUCH_THREAD, fmt.Sprintf("Unknown thread id: %d", id))
 	}
-	if c.user != user {
+	if c.userName() != user {
 		return newError(mysql.ER_KILL_DENIED_ERROR, fmt.Sprintf("You are not owner of thread %d", id))
 	}
 	c.mu.Lock()
@@ -369,18 +433,25 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // plugin the client asked for (so MySQL 8/9 clients get
 // caching_sha2_password and MariaDB clients mysql_native_password).
 type authHandler struct {
-	srv *Server
-	wc  *watchConn
-	log *slog.Logger
+	srv   *Server
+	accts *accounts // the users this login is checked against
+	wc    *watchConn
+	log   *slog.Logger
+	// aborted: the login was refused and counted in Aborted_connects
+	// (before the refusal is sent, so a client that reads it sees it
+	// counted).
+	aborted bool
+	pw      string // the password the login is checked against
 }
 
 func (a *authHandler) GetCredential(user string) (gms.Credential, bool, error) {
-	pw, ok := a.srv.cfg.Users[user]
+	pw, ok := a.accts.password(user)
 	if !ok {
 		// An unknown user fails like a wrong password (1045), as on MySQL,
 		// rather than with go-mysql's "no such user" error.
 		pw = unguessable
 	}
+	a.pw = pw
 	plugin := a.srv.cfg.DefaultAuth
 	if a.wc.tlsRequested() {
 		// The handshake response is encrypted, so the client's plugin is not
@@ -411,11 +482,18 @@ var unguessable = func() string {
 // password.
 type authProvider struct {
 	gms.DefaultAuthenticationProvider
-	users map[string]string
+	accts *accounts
 }
 
-func (p *authProvider) Authenticate(c *gms.Conn, plugin string, data []byte) error {
-	pw, known := p.users[c.GetUser()]
+func (p *authProvider) Authenticate(c *gms.Conn, plugin string, data []byte) (err error) {
+	defer func() {
+		// The check below keeps go-mysql from its panic on an empty
+		// password; should another path reach one, it is a refusal.
+		if r := recover(); r != nil {
+			err = gms.ErrAccessDenied
+		}
+	}()
+	pw, known := p.accts.password(c.GetUser())
 	if known && pw == "" && !(len(data) == 0 || len(data) == 1 && data[0] == 0) {
 		return gms.ErrAccessDenied
 	}
@@ -428,6 +506,9 @@ func (a *authHandler) OnAuthSuccess(c *gms.Conn) error {
 	if a.srv.cfg.RequireSecureTransport {
 		if _, secure := c.Conn.Conn.(*tls.Conn); !secure {
 			a.log.Warn("login refused: plaintext connection while secure transport is required", "user", c.GetUser())
+			a.srv.status.countError(sqlfront.ErrCodeSecureTransportRequired)
+			a.srv.status.abortedConnects.Add(1)
+			a.aborted = true
 			return newError(sqlfront.ErrCodeSecureTransportRequired, "Connections using insecure transport are prohibited while --require_secure_transport=ON.")
 		}
 	}
@@ -436,6 +517,8 @@ func (a *authHandler) OnAuthSuccess(c *gms.Conn) error {
 }
 
 func (a *authHandler) OnAuthFailure(c *gms.Conn, err error) {
+	a.srv.status.abortedConnects.Add(1)
+	a.aborted = true
 	if abandoned(err) {
 		// The client went away (or said nothing until the handshake
 		// timeout) before it tried to log in: a probe or a storm, not a
@@ -443,6 +526,7 @@ func (a *authHandler) OnAuthFailure(c *gms.Conn, err error) {
 		a.log.Debug("handshake abandoned by the client", "user", c.GetUser(), "err", err)
 	} else {
 		a.log.Warn("login failed", "user", c.GetUser(), "err", err)
+		a.srv.status.countErrorValue(err)
 	}
 	c.Conn.Conn = a.wc.loginFailed(c.Conn.Conn, c.Sequence)
 }

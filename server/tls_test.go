@@ -68,7 +68,7 @@ func startTLSServer(t *testing.T, max int64) string {
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(l) }()
 	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		_ = srv.Shutdown(ctx)
 		if err := <-served; !errors.Is(err, ErrServerClosed) {

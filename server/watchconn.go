@@ -48,6 +48,13 @@ type watchConn struct {
 	// first packet written (go-mysql lets only a few be configured).
 	greetingCaps uint32
 	greeted      bool
+	// salt is the greeting's 20-byte scramble (COM_CHANGE_USER's answer
+	// is computed from it).
+	salt []byte
+
+	// global and session count the bytes read and written (Bytes_received,
+	// Bytes_sent); session is set once the client has logged in.
+	global, session *stmtCounts
 
 	// Background watch; only the connection goroutine touches these, the
 	// watcher goroutine communicates through watchDone.
@@ -76,8 +83,9 @@ func (w *watchConn) Write(p []byte) (int, error) {
 func (w *watchConn) Flush() error {
 	if w.override != nil {
 		w.wbuf.Reset()
-		_, err := w.Conn.Write(w.override)
+		n, err := w.Conn.Write(w.override)
 		w.override = nil
+		w.countSent(n)
 		return err
 	}
 	if w.wbuf.Len() == 0 {
@@ -86,8 +94,10 @@ func (w *watchConn) Flush() error {
 	if !w.greeted {
 		w.greeted = true
 		addGreetingCaps(w.wbuf.Bytes(), w.greetingCaps)
+		w.salt = greetingSalt(w.wbuf.Bytes())
 	}
-	_, err := w.Conn.Write(w.wbuf.Bytes())
+	n, err := w.Conn.Write(w.wbuf.Bytes())
+	w.countSent(n)
 	w.wbuf.Reset()
 	if w.wbuf.Cap() > maxBuffered*4 {
 		w.wbuf = bytes.Buffer{}
@@ -115,6 +125,26 @@ func addGreetingCaps(pkt []byte, caps uint32) {
 	pkt[pos+1] |= byte(caps >> 8)
 	pkt[pos+5] |= byte(caps >> 16)
 	pkt[pos+6] |= byte(caps >> 24)
+}
+
+// greetingSalt returns the 20-byte scramble of a protocol-10 greeting
+// packet (header included), or nil: its first 8 bytes follow the
+// connection id, the other 12 come after the capabilities, charset,
+// status, scramble length and 10 reserved bytes.
+func greetingSalt(pkt []byte) []byte {
+	if len(pkt) < 5 || pkt[4] != 10 {
+		return nil
+	}
+	end := bytes.IndexByte(pkt[5:], 0)
+	if end < 0 {
+		return nil
+	}
+	part1 := 5 + end + 1 + 4
+	part2 := part1 + 8 + 1 + 2 + 1 + 2 + 2 + 1 + 10
+	if len(pkt) < part2+12 {
+		return nil
+	}
+	return append(append([]byte(nil), pkt[part1:part1+8]...), pkt[part2:part2+12]...)
 }
 
 // SetWriteDeadline sends what is buffered under the deadline in force,
@@ -154,6 +184,7 @@ func (w *watchConn) Read(p []byte) (int, error) {
 		n := copy(p, w.stash)
 		w.stash = w.stash[n:]
 		w.mu.Unlock()
+		w.countReceived(n)
 		return n, w.checkLimit(p[:n])
 	}
 	if w.stashErr != nil {
@@ -163,6 +194,7 @@ func (w *watchConn) Read(p []byte) (int, error) {
 	}
 	w.mu.Unlock()
 	n, err := w.Conn.Read(p)
+	w.countReceived(n)
 	if lerr := w.checkLimit(p[:n]); lerr != nil {
 		return n, lerr
 	}
@@ -201,6 +233,28 @@ func (w *watchConn) Read(p []byte) (int, error) {
 		}
 	}
 	return n, err
+}
+
+// countReceived and countSent count n bytes read from or written to the
+// client (the bytes on the wire, TLS records included).
+func (w *watchConn) countReceived(n int) {
+	if n <= 0 || w.global == nil {
+		return
+	}
+	w.global.bytesReceived.Add(uint64(n))
+	if w.session != nil {
+		w.session.bytesReceived.Add(uint64(n))
+	}
+}
+
+func (w *watchConn) countSent(n int) {
+	if n <= 0 || w.global == nil {
+		return
+	}
+	w.global.bytesSent.Add(uint64(n))
+	if w.session != nil {
+		w.session.bytesSent.Add(uint64(n))
+	}
 }
 
 // errBadHandshake ends a connection whose handshake response is malformed.

@@ -1,6 +1,7 @@
 package sqlfront
 
 import (
+	"strings"
 	"testing"
 )
 
@@ -69,5 +70,34 @@ func BenchmarkParse(b *testing.B) {
 		if _, err := s.parseOne("SELECT queue_wait('q_emerg','q_timed:ready<171234567812345','q_incoming','60')"); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// The projection a session keeps for its last SELECT is not used once the
+// table's schema changed: a dropped column is an unknown column again.
+func TestProjectionCacheFollowsSchema(t *testing.T) {
+	e := newEngineFor(t, newEngineLogger())
+	s := e.NewSession(1, "root", "127.0.0.1")
+	_ = s.UseDB("test")
+	for _, q := range []string{mk, "INSERT INTO q VALUES (1, 'a'), (2, 'b')"} {
+		if _, err := s.Exec(t.Context(), q); err != nil {
+			t.Fatal(q, err)
+		}
+	}
+	const sel = "SELECT v1, v2 FROM q WHERE queue_wait('q', 0)"
+	for range 2 { // the second time from the kept projection
+		r, err := s.Exec(t.Context(), sel)
+		if err != nil || len(r.Rows) != 1 || len(r.Columns) != 2 || r.Columns[1].Name != "v2" {
+			t.Fatalf("%s: %+v, %v", sel, r, err)
+		}
+	}
+	if _, err := s.Exec(t.Context(), "SELECT queue_end()"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Exec(t.Context(), "ALTER TABLE q DROP COLUMN v2"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Exec(t.Context(), sel); err == nil || !strings.Contains(err.Error(), "Unknown column 'v2'") {
+		t.Fatalf("after the column was dropped: %v", err)
 	}
 }

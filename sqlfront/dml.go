@@ -19,12 +19,11 @@ func (s *Session) insert(ctx context.Context, ins *ast.InsertStmt, params []any)
 	if ins.Select != nil {
 		return nil, notSupported("INSERT ... SELECT")
 	}
-	return s.insertRows(ctx, ins, params, nil)
+	return s.insertRows(ctx, ins, params)
 }
 
-// insertRows inserts the rows of ins.Lists, or, when selected is not nil,
-// those rows (values of an upstream SELECT: nil or string).
-func (s *Session) insertRows(ctx context.Context, ins *ast.InsertStmt, params []any, selected [][]any) (*Result, error) {
+// insertRows inserts the rows of ins.Lists.
+func (s *Session) insertRows(ctx context.Context, ins *ast.InsertStmt, params []any) (*Result, error) {
 	tn, err := singleTable(ins.Table.TableRefs)
 	if err != nil {
 		return nil, err
@@ -36,58 +35,25 @@ func (s *Session) insertRows(ctx context.Context, ins *ast.InsertStmt, params []
 	if err != nil {
 		return nil, err
 	}
-	// Target columns, in statement order.
-	targets := make([]int, 0, len(sch.Columns))
-	if len(ins.Columns) == 0 && !ins.Setlist {
-		for i := range sch.Columns {
-			targets = append(targets, i)
-		}
-	} else {
-		seen := make(map[int]bool, len(ins.Columns))
-		for _, cn := range ins.Columns {
-			i, _ := sch.column(cn.Name.O)
-			if i < 0 {
-				return nil, errorf(ErrCodeBadField, "Unknown column '%s' in 'field list'", cn.Name.O)
-			}
-			if seen[i] {
-				return nil, errorf(ErrCodeFieldSpecified, "Column '%s' specified twice", cn.Name.O)
-			}
-			seen[i] = true
-			targets = append(targets, i)
-		}
+	targets, err := insertTargets(ins, sch)
+	if err != nil {
+		return nil, err
 	}
 	env := &evalEnv{ctx: ctx, s: s, params: params, sch: sch, clause: "field list"}
 	now := time.Now()
-	nrows := len(ins.Lists)
-	if selected != nil {
-		nrows = len(selected)
-	}
-	payloads := make([][]byte, 0, nrows)
-	for r := 0; r < nrows; r++ {
+	payloads := make([][]byte, 0, len(ins.Lists))
+	for r, list := range ins.Lists {
 		rowNum := r + 1
-		var list []ast.ExprNode
-		n := 0
-		if selected != nil {
-			n = len(selected[r])
-			if n != len(targets) {
-				return nil, errorf(ErrCodeWrongValueCount, "Column count doesn't match value count at row %d", rowNum)
-			}
-		} else {
-			list = ins.Lists[r]
-			n = len(list)
-			if len(list) != len(targets) && !(len(list) == 0 && len(ins.Columns) == 0) {
-				return nil, errorf(ErrCodeWrongValueCount, "Column count doesn't match value count at row %d", rowNum)
-			}
+		if len(list) != len(targets) && !(len(list) == 0 && len(ins.Columns) == 0) {
+			return nil, errorf(ErrCodeWrongValueCount, "Column count doesn't match value count at row %d", rowNum)
 		}
 		vals := make([]any, len(sch.Columns))
 		set := make([]bool, len(sch.Columns))
-		for k := 0; k < n; k++ {
+		for k := range list {
 			i := targets[k]
 			c := sch.Columns[i]
 			var v any
-			if selected != nil {
-				v = selected[r][k]
-			} else if _, isDefault := list[k].(*ast.DefaultExpr); isDefault {
+			if _, isDefault := list[k].(*ast.DefaultExpr); isDefault {
 				dv, err := defaultValue(c, rowNum, now)
 				if err != nil {
 					return nil, err
@@ -113,18 +79,17 @@ func (s *Session) insertRows(ctx context.Context, ins *ast.InsertStmt, params []
 			}
 			vals[i], set[i] = cv, true
 		}
-		for i, c := range sch.Columns {
-			if set[i] {
-				continue
-			}
-			dv, err := defaultValue(c, rowNum, now)
-			if err != nil {
-				return nil, err
-			}
-			vals[i] = dv
+		if err := fillDefaults(sch, vals, set, rowNum, now); err != nil {
+			return nil, err
 		}
 		payloads = append(payloads, encodeRow(vals))
 	}
+	return s.insertPayloads(t, payloads)
+}
+
+// insertPayloads writes encoded rows into t in one insert, with the
+// pending relay source; errTableChanged when t's definition changed.
+func (s *Session) insertPayloads(t queue.Table, payloads [][]byte) (*Result, error) {
 	if len(payloads) == 0 {
 		return &Result{}, nil
 	}
@@ -142,6 +107,47 @@ func (s *Session) insertRows(ctx context.Context, ins *ast.InsertStmt, params []
 	}
 	s.lastRowCount = int64(len(payloads))
 	return &Result{AffectedRows: uint64(len(payloads))}, nil
+}
+
+// insertTargets returns the indexes of an INSERT's target columns, in
+// statement order.
+func insertTargets(ins *ast.InsertStmt, sch *tableSchema) ([]int, error) {
+	targets := make([]int, 0, len(sch.Columns))
+	if len(ins.Columns) == 0 && !ins.Setlist {
+		for i := range sch.Columns {
+			targets = append(targets, i)
+		}
+		return targets, nil
+	}
+	seen := make(map[int]bool, len(ins.Columns))
+	for _, cn := range ins.Columns {
+		i, _ := sch.column(cn.Name.O)
+		if i < 0 {
+			return nil, errorf(ErrCodeBadField, "Unknown column '%s' in 'field list'", cn.Name.O)
+		}
+		if seen[i] {
+			return nil, errorf(ErrCodeFieldSpecified, "Column '%s' specified twice", cn.Name.O)
+		}
+		seen[i] = true
+		targets = append(targets, i)
+	}
+	return targets, nil
+}
+
+// fillDefaults gives the columns of a row that the statement did not set
+// (set[i] false) their default values.
+func fillDefaults(sch *tableSchema, vals []any, set []bool, rowNum int, now time.Time) error {
+	for i, c := range sch.Columns {
+		if set[i] {
+			continue
+		}
+		dv, err := defaultValue(c, rowNum, now)
+		if err != nil {
+			return err
+		}
+		vals[i] = dv
+	}
+	return nil
 }
 
 // defaultValue is the value of an omitted column, with strict mode's error

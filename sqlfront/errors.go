@@ -40,6 +40,7 @@ import (
 // sqlfront or server raises an error, and on a code without a SQLSTATE
 // here.
 const (
+	ErrCodeCantCreateFile          = mysql.ER_CANT_CREATE_FILE                 // 1004
 	ErrCodeDBCreateExists          = mysql.ER_DB_CREATE_EXISTS                 // 1007
 	ErrCodeDBDropExists            = mysql.ER_DB_DROP_EXISTS                   // 1008
 	ErrCodeStorage                 = mysql.ER_GET_ERRNO                        // 1030
@@ -61,6 +62,7 @@ const (
 	ErrCodeWrongAutoKey            = mysql.ER_WRONG_AUTO_KEY                   // 1075
 	ErrCodeCantRemoveAllFields     = mysql.ER_CANT_REMOVE_ALL_FIELDS           // 1090
 	ErrCodeCantDropField           = mysql.ER_CANT_DROP_FIELD_OR_KEY           // 1091
+	ErrCodeFileExists              = mysql.ER_FILE_EXISTS_ERROR                // 1086
 	ErrCodeNoSuchThread            = mysql.ER_NO_SUCH_THREAD                   // 1094
 	ErrCodeNoTablesUsed            = mysql.ER_NO_TABLES_USED                   // 1096
 	ErrCodeBlobCantHaveDefault     = mysql.ER_BLOB_CANT_HAVE_DEFAULT           // 1101
@@ -78,15 +80,18 @@ const (
 	ErrCodeUnknownSysVar           = mysql.ER_UNKNOWN_SYSTEM_VARIABLE          // 1193
 	ErrCodeWrongArguments          = mysql.ER_WRONG_ARGUMENTS                  // 1210
 	ErrCodeWrongParamCount         = mysql.ER_WRONG_ARGUMENTS                  // 1210, for a prepared statement's parameters
+	ErrCodeLockDeadlock            = mysql.ER_LOCK_DEADLOCK                    // 1213
 	ErrCodeWrongValueForVar        = mysql.ER_WRONG_VALUE_FOR_VAR              // 1231
 	ErrCodeNotSupported            = mysql.ER_NOT_SUPPORTED_YET                // 1235
 	ErrCodeReadOnlyVar             = mysql.ER_INCORRECT_GLOBAL_LOCAL_VAR       // 1238
 	ErrCodeUnknownStmtHandle       = mysql.ER_UNKNOWN_STMT_HANDLER             // 1243
+	ErrCodeUnsupportedPS           = mysql.ER_UNSUPPORTED_PS                   // 1295
 	ErrCodeDataOutOfRange          = mysql.ER_WARN_DATA_OUT_OF_RANGE           // 1264
 	ErrCodeDataTruncated           = mysql.WARN_DATA_TRUNCATED                 // 1265
 	ErrCodeUnknownEngine           = mysql.ER_UNKNOWN_STORAGE_ENGINE           // 1286
 	ErrCodeTruncatedValue          = mysql.ER_TRUNCATED_WRONG_VALUE            // 1292
 	ErrCodeNoSuchFunction          = mysql.ER_SP_DOES_NOT_EXIST                // 1305
+	ErrCodeNoSuchSavepoint         = mysql.ER_SP_DOES_NOT_EXIST                // 1305, "SAVEPOINT sp does not exist"
 	ErrCodeQueryInterrupted        = mysql.ER_QUERY_INTERRUPTED                // 1317
 	ErrCodeNoDefault               = mysql.ER_NO_DEFAULT_FOR_FIELD             // 1364
 	ErrCodeIncorrectValue          = mysql.ER_TRUNCATED_WRONG_VALUE_FOR_FIELD  // 1366
@@ -112,12 +117,16 @@ const (
 // has the code (TestSQLStates); "HY000" is MySQL's state for a code with
 // none of its own.
 var sqlStates = map[uint16]string{
+	ErrCodeCantCreateFile:                  "HY000",
+	ErrCodeFileExists:                      "HY000",
 	ErrCodeDBCreateExists:                  "HY000",
 	ErrCodeDBDropExists:                    "HY000",
 	ErrCodeStorage:                         "HY000",
 	ErrCodeTableNoOption:                   "HY000",
 	mysql.ER_CON_COUNT_ERROR:               "08004",
 	mysql.ER_HANDSHAKE_ERROR:               "08S01",
+	mysql.ER_ACCESS_DENIED_ERROR:           "28000",
+	mysql.ER_NOT_SUPPORTED_AUTH_MODE:       "08004",
 	ErrCodeNoDB:                            "3D000",
 	mysql.ER_UNKNOWN_COM_ERROR:             "08S01",
 	ErrCodeBadNull:                         "23000",
@@ -155,10 +164,12 @@ var sqlStates = map[uint16]string{
 	ErrCodeUnknownSysVar:                   "HY000",
 	mysql.ER_WARNING_NOT_COMPLETE_ROLLBACK: "HY000", // a warning (ROLLBACK after a queue write)
 	ErrCodeWrongArguments:                  "HY000",
+	ErrCodeLockDeadlock:                    "40001",
 	ErrCodeWrongValueForVar:                "42000",
 	ErrCodeNotSupported:                    "42000",
 	ErrCodeReadOnlyVar:                     "HY000",
 	ErrCodeUnknownStmtHandle:               "HY000",
+	ErrCodeUnsupportedPS:                   "HY000",
 	ErrCodeDataOutOfRange:                  "22003",
 	ErrCodeDataTruncated:                   "01000",
 	ErrCodeUnknownEngine:                   "42000",
@@ -229,6 +240,9 @@ var engineErrors = []struct {
 	// owner mode); the queue functions check it before calling queue.
 	{queue.ErrNotOwner, ErrCodeCantInitUDF, fixed("Can't initialize function; not in owner mode")},
 	{queue.ErrNoRow, ErrCodeCantInitUDF, fixed("Can't initialize function; no row is owned")},
+	// A write of a consumer that another process took over from (a
+	// valve's former term): refused whole, as InnoDB's deadlock victim.
+	{queue.ErrFenced, ErrCodeLockDeadlock, fixed("Deadlock found when trying to get lock; try restarting transaction")},
 }
 
 func fixed(msg string) func(db, table string) string {

@@ -89,6 +89,10 @@ func (s *Session) queueStats(env *evalEnv, fc *ast.FuncCallExpr) (any, error) {
 		st.RestoredByAbort, st.RestoredByClose, st.BytesTotal, st.BytesRemoved), nil
 }
 
+// QueueStats returns the queue store's counters (for SHOW STATUS's
+// Queue_* variables). Safe for concurrent use.
+func (e *Engine) QueueStats() queue.Stats { return e.db.Stats() }
+
 // engineStatus renders SHOW ENGINE QUEUE STATUS's text in Q4M's layout,
 // which Perl's Queue::Q4M::Status parses line by line. Once the store's
 // disk has filled it adds a section of its own, "Storage": disk_full (1

@@ -16,7 +16,7 @@ const DefaultWaitTimeout = 60 * time.Second
 func isQueueFunc(name string) bool {
 	switch name {
 	case "queue_wait", "queue_end", "queue_abort", "queue_rowid",
-		"queue_set_srcid", "queue_compact", "queue_stats":
+		"queue_set_srcid", "queue_compact", "queue_stats", "queue_backup":
 		return true
 	}
 	return false
@@ -25,7 +25,7 @@ func isQueueFunc(name string) bool {
 // queueFuncColumn is the result column of a queue function: Q4M declares
 // queue_stats as STRING and the others as INT (BIGINT).
 func queueFuncColumn(name, text string) Column {
-	if name == "queue_stats" {
+	if name == "queue_stats" || name == "queue_backup" {
 		return textCol(text)
 	}
 	c := intCol(text)
@@ -92,6 +92,10 @@ func (s *Session) initQueueFunc(fc *ast.FuncCallExpr) error {
 		if n != 1 {
 			return udfInitError(fc.FnName.O, "queue_stats(table_name): argument error")
 		}
+	case "queue_backup":
+		if n != 1 {
+			return udfInitError(fc.FnName.O, "queue_backup(name): argument error")
+		}
 	}
 	return nil
 }
@@ -132,6 +136,8 @@ func (s *Session) queueFunc(env *evalEnv, fc *ast.FuncCallExpr) (any, error) {
 		return s.queueCompact(env, fc)
 	case "queue_stats":
 		return s.queueStats(env, fc)
+	case "queue_backup":
+		return s.queueBackup(env, fc)
 	}
 	return nil, notSupported(fc.FnName.O + "()")
 }

@@ -48,6 +48,8 @@ type Result struct {
 	Rows         [][]any
 	AffectedRows uint64
 	InsertID     uint64
+	// Warnings is the OK packet's warning count (what SHOW WARNINGS lists).
+	Warnings uint16
 }
 
 // HasRows reports whether r is a result set (as opposed to an OK).

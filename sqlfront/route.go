@@ -1,12 +1,12 @@
 package sqlfront
 
 import (
-	"context"
-	"errors"
 	"sort"
 	"strings"
 
 	"github.com/pingcap/tidb/pkg/parser/ast"
+	"github.com/pingcap/tidb/pkg/parser/format"
+	"github.com/pingcap/tidb/pkg/parser/opcode"
 )
 
 // Route says where a statement runs when q4mproxy stands in front of an
@@ -28,16 +28,23 @@ const (
 	RouteLastSide
 	// RouteMerge: catalog statements (SHOW TABLES, SHOW TABLE STATUS) whose
 	// answer lists both sides: the upstream's rows and the local ones,
-	// merged with MergeRows.
+	// merged with MergeRows; or, for a SELECT that CatalogRowsQuery
+	// accepts (COUNT(*) of information_schema.TABLES), evaluated here over
+	// both sides' rows (ExecCatalog).
 	RouteMerge
 	// RouteInsertSelect: INSERT INTO queue_table SELECT ... FROM tables of
 	// the upstream: the upstream runs the SELECT (see InsertSelect), the
 	// rows go into the queue table in one atomic insert.
 	RouteInsertSelect
+	// RouteUpstreamPart: a statement naming queue tables beside tables of
+	// the upstream that each side can take its part of (LOCK TABLES, as
+	// mysqldump sends it for a database holding both): the upstream runs
+	// the text UpstreamPart returns, q4mproxy accepts the queue tables.
+	RouteUpstreamPart
 )
 
 func (r Route) String() string {
-	return [...]string{"local", "upstream", "both", "last-side", "merge", "insert-select"}[r]
+	return [...]string{"local", "upstream", "both", "last-side", "merge", "insert-select", "upstream-part"}[r]
 }
 
 // Route decides where sql runs. It is the one place that decision is made;
@@ -75,7 +82,54 @@ func (s *Session) routeParsed(sql string) (Route, error) {
 // RouteLastSide means: prepared on both sides, each execution run by the
 // side that ran the statement before it.
 func (s *Session) RoutePrepared(sql string) (Route, error) {
-	return s.Route(sql)
+	r, err := s.Route(sql)
+	if r == RouteUpstreamPart && err == nil {
+		// LOCK TABLES, which MySQL does not prepare either.
+		return RouteLocal, errorf(ErrCodeUnsupportedPS, "This command is not supported in the prepared statement protocol yet")
+	}
+	return r, err
+}
+
+// UpstreamPart returns the text the upstream runs for a statement routed
+// RouteUpstreamPart: LOCK TABLES of the tables that are not queue tables.
+func (s *Session) UpstreamPart(sql string) (string, error) {
+	st, err := s.parseOne(sql)
+	if err != nil {
+		return "", err
+	}
+	lt, ok := st.(*ast.LockTablesStmt)
+	if !ok {
+		return "", errorf(ErrCodeUnknown, "no upstream part in this statement")
+	}
+	up := &ast.LockTablesStmt{}
+	for _, tl := range lt.TableLocks {
+		if _, remote := s.splitTables([]*ast.TableName{tl.Table}); len(remote) > 0 {
+			up.TableLocks = append(up.TableLocks, tl)
+		}
+	}
+	var sb strings.Builder
+	if err := up.Restore(format.NewRestoreCtx(format.DefaultRestoreFlags, &sb)); err != nil {
+		return "", errorf(ErrCodeUnknown, "LOCK TABLES: %v", err)
+	}
+	return sb.String(), nil
+}
+
+// routeLockTables: LOCK TABLES of queue tables only is q4mproxy's, of
+// upstream tables only the upstream's; a mix is split (mysqldump locks all
+// the tables of a database at once).
+func (s *Session) routeLockTables(lt *ast.LockTablesStmt) (Route, error) {
+	tables := make([]*ast.TableName, len(lt.TableLocks))
+	for i, tl := range lt.TableLocks {
+		tables[i] = tl.Table
+	}
+	local, remote := s.splitTables(tables)
+	switch {
+	case len(local) == 0:
+		return RouteUpstream, nil
+	case len(remote) == 0:
+		return RouteLocal, nil
+	}
+	return RouteUpstreamPart, nil
 }
 
 // isLocalShow matches the SHOW statements only q4mproxy knows.
@@ -100,8 +154,14 @@ func (s *Session) routeStmt(stmt ast.StmtNode) (Route, error) {
 			return RouteUpstream, nil // SET @a = (SELECT ...): the upstream's value
 		}
 		return RouteBoth, nil
+	case *ast.FlushStmt:
+		if x.Tp == ast.FlushStatus {
+			return RouteBoth, nil // both sides' counters
+		}
 	case *ast.KillStmt:
 		return RouteLocal, nil // one thread-id space: q4mproxy's
+	case *ast.LockTablesStmt:
+		return s.routeLockTables(x)
 	case *ast.CreateTableStmt:
 		return s.routeCreate(x)
 	case *ast.CreateDatabaseStmt:
@@ -123,8 +183,14 @@ func (s *Session) routeStmt(stmt ast.StmtNode) (Route, error) {
 	}
 	v := &routeVisitor{}
 	stmt.Accept(v)
-	if sel, ok := stmt.(*ast.SelectStmt); ok && mergeableCatalogSelect(sel, v) {
-		return RouteMerge, nil
+	if sel, ok := stmt.(*ast.SelectStmt); ok && s.catalogOfQueueTable(sel, v) {
+		return RouteLocal, nil
+	}
+	if sel, ok := stmt.(*ast.SelectStmt); ok && (mergeableCatalogSelect(sel, v) || s.catalogEvalSelect(sel, v)) {
+		return RouteMerge, nil // catalogeval.go for the second
+	}
+	if _, ok := stmt.(*ast.SelectStmt); ok && localSystemSelect(v) {
+		return RouteLocal, nil // q4mproxy's processlist and status (opsinfo.go)
 	}
 	local, remote := s.splitTables(v.tables)
 	switch {
@@ -264,6 +330,70 @@ func (v *routeVisitor) Enter(n ast.Node) (ast.Node, bool) {
 
 func (v *routeVisitor) Leave(n ast.Node) (ast.Node, bool) { return n, true }
 
+// catalogOfQueueTable: a SELECT of information_schema's TABLES, COLUMNS or
+// TRIGGERS whose WHERE names one queue table (TABLE_NAME = 'jobs' or
+// EVENT_OBJECT_TABLE = 'jobs', ANDed with anything), as mysqldump asks
+// about each table it dumps: only q4mproxy knows the answer, and the
+// question may order or group it as it likes.
+func (s *Session) catalogOfQueueTable(sel *ast.SelectStmt, v *routeVisitor) bool {
+	db, table := s.catalogNamedTable(sel, v)
+	if table == "" {
+		return false
+	}
+	_, err := s.eng.db.Table(db, table)
+	return err == nil
+}
+
+// catalogNamedTable returns the table that the WHERE of a SELECT of
+// information_schema's TABLES, COLUMNS or TRIGGERS names (TABLE_NAME =
+// 'jobs', ANDed with anything), and its database; "" when it names none.
+func (s *Session) catalogNamedTable(sel *ast.SelectStmt, v *routeVisitor) (db, table string) {
+	if len(v.tables) != 1 || v.queueFuncs || sel.Where == nil || !strings.EqualFold(v.tables[0].Schema.O, "information_schema") {
+		return "", ""
+	}
+	var nameCol, schemaCol string
+	switch strings.ToUpper(v.tables[0].Name.O) {
+	case "TABLES", "COLUMNS":
+		nameCol, schemaCol = "table_name", "table_schema"
+	case "TRIGGERS":
+		nameCol, schemaCol = "event_object_table", "event_object_schema"
+	default:
+		return "", ""
+	}
+	db = s.db
+	var walk func(e ast.ExprNode)
+	walk = func(e ast.ExprNode) {
+		switch x := e.(type) {
+		case *ast.ParenthesesExpr:
+			walk(x.Expr)
+		case *ast.BinaryOperationExpr:
+			switch x.Op {
+			case opcode.LogicAnd:
+				walk(x.L)
+				walk(x.R)
+			case opcode.EQ:
+				col, ok := x.L.(*ast.ColumnNameExpr)
+				val, isStr := x.R.(ast.ValueExpr)
+				if !ok || !isStr {
+					return
+				}
+				str, isStr := val.GetValue().(string)
+				if !isStr {
+					return
+				}
+				switch col.Name.Name.L {
+				case nameCol:
+					table = str
+				case schemaCol:
+					db = str
+				}
+			}
+		}
+	}
+	walk(sel.Where)
+	return db, table
+}
+
 // mergeableCatalogSelect: a plain SELECT (no aggregate, grouping, order or
 // limit, which a concatenation of rows would answer wrongly) of one of the
 // information_schema tables that describe both sides: the engines and
@@ -377,22 +507,6 @@ func (s *Session) PrepareInsertSelect(sql string) (*InsertSelect, error) {
 	return &InsertSelect{ins: ins, Select: sel}, nil
 }
 
-// InsertSelected inserts the rows the upstream returned for is.Select
-// (values nil or string) into the queue table, all or none, with the relay
-// source of queue_set_srcid if one is pending.
-func (s *Session) InsertSelected(ctx context.Context, is *InsertSelect, rows [][]any) (*Result, error) {
-	s.warnings = nil
-	for try := 0; ; try++ {
-		r, err := s.insertRows(ctx, is.ins, nil, rows)
-		if !errors.Is(err, errTableChanged) {
-			return r, err
-		}
-		if try == 3 {
-			return nil, errorf(ErrCodeTableDefChanged, "Table definition has changed, please retry transaction")
-		}
-	}
-}
-
 // selectPart returns the text of an INSERT's SELECT: from the first SELECT,
 // WITH or TABLE keyword outside quotes and comments (with the parentheses
 // that enclose it, if any).
@@ -493,7 +607,7 @@ func (s *Session) fastUpstream(sql string) bool {
 			w = strings.ToLower(w)
 			if first {
 				switch w {
-				case "set", "use", "show", "kill", "drop", "describe", "desc", "explain", "create", "alter", "truncate", "rename", "lock", "handler":
+				case "set", "use", "show", "kill", "drop", "describe", "desc", "explain", "create", "alter", "truncate", "rename", "lock", "handler", "flush":
 					return false
 				}
 				first = false
@@ -516,8 +630,9 @@ func (s *Session) fastUpstream(sql string) bool {
 // queueNameSet returns the lower-cased names of the queue tables, rebuilt
 // after DDL.
 func (e *Engine) queueNameSet() map[string]bool {
-	if m := e.queueNames.Load(); m != nil {
-		return *m
+	v := e.db.CatalogVersion()
+	if m := e.queueNames.Load(); m != nil && m.version == v {
+		return m.names
 	}
 	m := map[string]bool{}
 	for _, db := range e.db.Databases() {
@@ -529,6 +644,6 @@ func (e *Engine) queueNameSet() map[string]bool {
 			m[strings.ToLower(n)] = true
 		}
 	}
-	e.queueNames.Store(&m)
+	e.queueNames.Store(&queueNameSet{version: v, names: m})
 	return m
 }

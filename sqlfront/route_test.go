@@ -86,14 +86,26 @@ func TestRoute(t *testing.T) {
 		{sql: "SHOW ENGINES", want: RouteMerge},
 		{sql: "SHOW VARIABLES LIKE 'queue%'", want: RouteMerge},
 		{sql: "SELECT PLUGIN_VERSION FROM information_schema.plugins WHERE plugin_name = 'QUEUE'", want: RouteMerge},
-		{sql: "SELECT COUNT(*) FROM information_schema.TABLES", want: RouteUpstream},
-		{sql: "SELECT * FROM information_schema.TABLES ORDER BY TABLE_NAME", want: RouteUpstream},
+		// Evaluated here over both sides' rows (catalogeval.go).
+		{sql: "SELECT COUNT(*) FROM information_schema.TABLES", want: RouteMerge},
+		{sql: "SELECT * FROM information_schema.TABLES ORDER BY TABLE_NAME", want: RouteMerge},
+		{sql: "SELECT COUNT(*) FROM information_schema.COLUMNS WHERE TABLE_NAME = 'users'", want: RouteUpstream},
 		{sql: "INSERT INTO jobs (id, what) SELECT id, name FROM users", want: RouteInsertSelect},
 		{sql: "INSERT INTO users (name) SELECT what FROM jobs", code: ErrCodeNotSupported},
 		{sql: "SELECT * FROM users JOIN jobs ON users.id = jobs.id", code: ErrCodeNotSupported},
 		{sql: "SELECT * FROM users WHERE id IN (SELECT id FROM jobs)", code: ErrCodeNotSupported},
 		{sql: "SELECT queue_wait('jobs') FROM users", code: ErrCodeNotSupported},
 		{sql: "CREATE TABLE jobs (v INT) ENGINE=InnoDB", code: ErrCodeTableExists},
+		// What mysqldump sends for a database holding both sides.
+		{sql: "LOCK TABLES `jobs` READ /*!32311 LOCAL */", want: RouteLocal},
+		{sql: "LOCK TABLES `users` READ /*!32311 LOCAL */", want: RouteUpstream},
+		{sql: "LOCK TABLES `users` READ /*!32311 LOCAL */,`jobs` READ /*!32311 LOCAL */", want: RouteUpstreamPart},
+		{sql: "UNLOCK TABLES", want: RouteUpstream},
+		{sql: "select column_name, extra, generation_expression, data_type from information_schema.columns where table_schema=database() and table_name='jobs' order by ordinal_position", want: RouteLocal},
+		{sql: "select column_name, extra, generation_expression, data_type from information_schema.columns where table_schema=database() and table_name='users' order by ordinal_position", want: RouteUpstream},
+		{sql: "SELECT TRIGGER_NAME FROM INFORMATION_SCHEMA.TRIGGERS WHERE EVENT_OBJECT_SCHEMA = DATABASE() AND EVENT_OBJECT_TABLE = 'jobs'", want: RouteLocal},
+		{sql: "SELECT engine, table_type FROM INFORMATION_SCHEMA.TABLES WHERE table_schema = 'other' AND table_name = 'jobs'", want: RouteMerge},
+		{sql: "SELECT queue_backup('nightly')", want: RouteLocal},
 	} {
 		if s.fastUpstream(tc.sql) {
 			if r, err := s.routeParsed(tc.sql); r != RouteUpstream || err != nil {
@@ -109,6 +121,12 @@ func TestRoute(t *testing.T) {
 		case err != nil || got != tc.want:
 			t.Errorf("%s: route %v, %v; want %v", tc.sql, got, err, tc.want)
 		}
+	}
+	if up, err := s.UpstreamPart("LOCK TABLES `users` READ /*!32311 LOCAL */,`jobs` READ /*!32311 LOCAL */, t2 WRITE"); err != nil || up != "LOCK TABLES `users` READ LOCAL, `t2` WRITE" {
+		t.Errorf("UpstreamPart of LOCK TABLES = %q, %v", up, err)
+	}
+	if _, err := s.RoutePrepared("LOCK TABLES users READ, jobs READ"); errorCode(err) != ErrCodeUnsupportedPS {
+		t.Errorf("preparing a split LOCK TABLES: %v, want %d", err, ErrCodeUnsupportedPS)
 	}
 	// Without an upstream everything is local.
 	solo := newSession(t, newEngine(t))

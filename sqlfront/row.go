@@ -27,6 +27,11 @@ const (
 )
 
 func encodeRow(vals []any) []byte {
+	return appendRow(make([]byte, 0, rowSize(vals)), vals)
+}
+
+// rowSize is at least the length of vals' encoding.
+func rowSize(vals []any) int {
 	n := binary.MaxVarintLen64
 	for _, v := range vals {
 		switch x := v.(type) {
@@ -38,7 +43,11 @@ func encodeRow(vals []any) []byte {
 			n += 11
 		}
 	}
-	b := make([]byte, 0, n)
+	return n
+}
+
+// appendRow appends the encoding of vals to b.
+func appendRow(b []byte, vals []any) []byte {
 	b = binary.AppendUvarint(b, uint64(len(vals)))
 	for _, v := range vals {
 		switch x := v.(type) {

@@ -51,7 +51,7 @@ func (e *Engine) schema(t queue.Table) (*tableSchema, error) {
 // add caches sch as the schema of t's definition, if that is the table's
 // current one (a handle taken before an ALTER must not evict the new
 // definition).
-func (c *schemaCache) add(db *queue.DB, t queue.Table, key *byte, sch *tableSchema) {
+func (c *schemaCache) add(db queue.Store, t queue.Table, key *byte, sch *tableSchema) {
 	cur, err := db.Table(t.Database(), t.Name())
 	if err != nil || unsafe.SliceData(cur.Meta()) != key {
 		return
@@ -73,7 +73,7 @@ func (c *schemaCache) add(db *queue.DB, t queue.Table, key *byte, sch *tableSche
 }
 
 // sweepLocked drops the entries of tables that are gone or changed.
-func (c *schemaCache) sweepLocked(db *queue.DB) {
+func (c *schemaCache) sweepLocked(db queue.Store) {
 	for n, key := range c.byName {
 		cur, err := db.Table(n.db, n.table)
 		if err != nil || unsafe.SliceData(cur.Meta()) != key {

@@ -115,7 +115,7 @@ func runScripts(t *testing.T, scripts []script) {
 	for _, sc := range scripts {
 		t.Run(sc.name, func(t *testing.T) {
 			s := newSession(t, newEngine(t))
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
 			for i, st := range sc.steps {
 				if got := outcome(ctx, s, st.sql); got != st.want {
@@ -163,6 +163,41 @@ func TestStatements(t *testing.T) {
 			{"INSERT INTO t (i, s) VALUES (1, x'ff')", "ERR 1366"},
 			{"INSERT INTO t (i, d, dt, e) VALUES ('-3', 12.34, '2024-01-02 3:04:05', 'B')", "ok 1"},
 			{"SELECT i, d, dt, e FROM t", "i,d,dt,e|-3,12.3,2024-01-02 03:04:05,b"},
+		}},
+		{"what mysqldump sends and its dumps hold", []step{
+			{mk, "ok 0"},
+			{"INSERT INTO q VALUES (1,'a'),(2,'b')", "ok 2"},
+			{"SELECT LOGFILE_GROUP_NAME, FILE_NAME, TOTAL_EXTENTS, INITIAL_SIZE, ENGINE, EXTRA FROM INFORMATION_SCHEMA.FILES WHERE FILE_TYPE = 'UNDO LOG' AND FILE_NAME IS NOT NULL AND LOGFILE_GROUP_NAME IS NOT NULL GROUP BY LOGFILE_GROUP_NAME, FILE_NAME, ENGINE, TOTAL_EXTENTS, INITIAL_SIZE ORDER BY LOGFILE_GROUP_NAME",
+				"LOGFILE_GROUP_NAME,FILE_NAME,TOTAL_EXTENTS,INITIAL_SIZE,ENGINE,EXTRA"},
+			{"SELECT DISTINCT TABLESPACE_NAME, FILE_NAME FROM INFORMATION_SCHEMA.FILES WHERE FILE_TYPE = 'DATAFILE' AND TABLESPACE_NAME IN (SELECT DISTINCT TABLESPACE_NAME FROM INFORMATION_SCHEMA.PARTITIONS WHERE TABLE_SCHEMA='test')", "TABLESPACE_NAME,FILE_NAME"},
+			{"SELECT COUNT(*) FROM information_schema.FILES", "COUNT(*)|0"},
+			{"LOCK TABLES `q` READ /*!32311 LOCAL */", "ok 0"},
+			{"LOCK TABLES nope WRITE", "ERR 1146"},
+			{"FLUSH TABLES WITH READ LOCK", "ok 0"},
+			{"FLUSH LOGS", "ok 0"},
+			{"SHOW TRIGGERS LIKE 'q'", "Trigger,Event,Table,Statement,Timing,Created,sql_mode,Definer,character_set_client,collation_connection,Database Collation"},
+			{"SHOW MASTER STATUS", "File,Position,Binlog_Do_DB,Binlog_Ignore_DB,Executed_Gtid_Set"},
+			{"UNLOCK TABLES", "ok 0"},
+			{"select column_name, extra, generation_expression, data_type from information_schema.columns where table_schema=database() and table_name='q' order by ordinal_position", "column_name,extra,generation_expression,data_type|v1,,,int|v2,,,varchar"},
+			{"SELECT TRIGGER_NAME FROM INFORMATION_SCHEMA.TRIGGERS WHERE EVENT_OBJECT_SCHEMA = DATABASE() AND EVENT_OBJECT_TABLE = 'q'", "TRIGGER_NAME"},
+			{"/*!40000 ALTER TABLE `q` DISABLE KEYS */", "ok 0"},
+			{"SHOW WARNINGS", "Level,Code,Message|Note,1031,Table storage engine for 'q' doesn't have this option"},
+			{"SET SQL_NOTES=0", "ok 0"},
+			{"ALTER TABLE q ENABLE KEYS", "ok 0"},
+			{"SHOW WARNINGS", "Level,Code,Message"},
+			{"SHOW CREATE DATABASE IF NOT EXISTS test", "Database,Create Database|test,CREATE DATABASE /*!32312 IF NOT EXISTS*/ `test` /*!40100 DEFAULT CHARACTER SET utf8mb4 */"},
+		}},
+		{"savepoints", []step{
+			{"SAVEPOINT sp", "ok 0"}, // autocommit: the statement's own transaction
+			{"ROLLBACK TO SAVEPOINT sp", "ERR 1305"},
+			{"START TRANSACTION /*!40100 WITH CONSISTENT SNAPSHOT */", "ok 0"},
+			{"SAVEPOINT sp", "ok 0"},
+			{"SAVEPOINT sp2", "ok 0"},
+			{"ROLLBACK TO SAVEPOINT sp", "ok 0"},
+			{"RELEASE SAVEPOINT sp2", "ERR 1305"},
+			{"RELEASE SAVEPOINT sp", "ok 0"},
+			{"ROLLBACK TO SAVEPOINT sp", "ERR 1305"},
+			{"COMMIT", "ok 0"},
 		}},
 		{"multi-row insert is atomic", []step{
 			{mk, "ok 0"},
@@ -376,7 +411,7 @@ func TestTwoSessions(t *testing.T) {
 		if got != "queue_wait('q', 10)|1" {
 			t.Fatalf("waiter got %q", got)
 		}
-	case <-time.After(10 * time.Second):
+	case <-time.After(time.Minute):
 		t.Fatal("waiter not woken by the released row")
 	}
 	if got := outcome(ctx, b, "SELECT v1 FROM q"); got != "v1|1" {
@@ -605,9 +640,25 @@ func TestInformationSchema(t *testing.T) {
 		{mk, "ok 0"},
 		{"INSERT INTO q (v1) VALUES (1), (2)", "ok 2"},
 		{"SELECT TABLE_NAME, ENGINE, TABLE_ROWS FROM information_schema.tables WHERE table_schema = 'test'", "TABLE_NAME,ENGINE,TABLE_ROWS|q,QUEUE,2"},
+		// mysqld_exporter's info_schema.tables collector.
+		{"SELECT TABLE_SCHEMA, TABLE_NAME, TABLE_TYPE, ifnull(ENGINE, 'NONE') as ENGINE, ifnull(VERSION, '0') as VERSION, ifnull(ROW_FORMAT, 'NONE') as ROW_FORMAT, ifnull(TABLE_ROWS, '0') as TABLE_ROWS, ifnull(DATA_LENGTH, '0') as DATA_LENGTH, ifnull(INDEX_LENGTH, '0') as INDEX_LENGTH, ifnull(DATA_FREE, '0') as DATA_FREE, ifnull(CREATE_OPTIONS, 'NONE') as CREATE_OPTIONS FROM information_schema.tables WHERE TABLE_SCHEMA = 'test'",
+			"TABLE_SCHEMA,TABLE_NAME,TABLE_TYPE,ENGINE,VERSION,ROW_FORMAT,TABLE_ROWS,DATA_LENGTH,INDEX_LENGTH,DATA_FREE,CREATE_OPTIONS|test,q,BASE TABLE,QUEUE,10,NONE,2,0,0,0,"},
 		{"SELECT COLUMN_NAME, COLUMN_TYPE FROM information_schema.columns WHERE table_name = 'q' ORDER BY ORDINAL_POSITION DESC", "COLUMN_NAME,COLUMN_TYPE|v2,varchar(255)|v1,int(11)"},
 		{"SELECT COUNT(*) FROM information_schema.schemata", "COUNT(*)|1"},
-		{"SELECT * FROM information_schema.processlist", "ERR 1235"},
+		{"SELECT * FROM information_schema.processlist", "ID,USER,HOST,DB,COMMAND,TIME,STATE,INFO"},
+		{"SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'UPTIME'", "VARIABLE_VALUE|1"},
+		{"SELECT page_size FROM information_schema.innodb_cmp", "page_size"},
+		{"SHOW MASTER STATUS", "File,Position,Binlog_Do_DB,Binlog_Ignore_DB,Executed_Gtid_Set"},
+		{"SHOW GLOBAL STATUS WHERE Value > 0 AND Variable_name LIKE 'Up%'", "Variable_name,Value|Uptime,1"},
+		{"SHOW STATUS WHERE Variable_name IN ('Uptime', 'Threads_connected') ORDER BY 1", "ERR 1064"},
+		{"SHOW STATUS WHERE nosuch = 1", "ERR 1054"},
+		{"SHOW VARIABLES WHERE Variable_name = 'max_allowed_packet' OR Value = 'nothing'", "Variable_name,Value|max_allowed_packet,67108864"},
+		{"SELECT * FROM information_schema.innodb_trx", "ERR 1235"},
+		{"SELECT TABLE_SCHEMA AS db, COUNT(*), SUM(TABLE_ROWS), MAX(TABLE_ROWS) FROM information_schema.tables WHERE ENGINE = 'QUEUE' GROUP BY TABLE_SCHEMA", "db,COUNT(*),SUM(TABLE_ROWS),MAX(TABLE_ROWS)|test,1,2,2"},
+		{"SELECT TABLE_NAME, COUNT(*) FROM information_schema.tables WHERE TABLE_NAME = 'none' GROUP BY TABLE_NAME", "TABLE_NAME,COUNT(*)"},
+		{"SELECT TABLE_NAME, AVG(TABLE_ROWS) FROM information_schema.tables GROUP BY TABLE_NAME", "ERR 1235"},
+		{"SELECT TABLE_NAME FROM information_schema.tables GROUP BY nosuch", "ERR 1054"},
+		{"SELECT SUBSTRING_INDEX('127.0.0.1:5000', ':', 1) AS h, SUBSTRING_INDEX('a.b.c', '.', -2) AS t, SUBSTRING_INDEX('a.b', '.', 5) AS w, SUBSTRING_INDEX('a.b', '.', 0) AS z", "h,t,w,z|127.0.0.1,b.c,a.b,"},
 		{"SELECT * FROM mysql.user", "ERR 1235"},
 	}}})
 }

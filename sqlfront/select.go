@@ -2,6 +2,7 @@ package sqlfront
 
 import (
 	"context"
+	"slices"
 	"sort"
 	"strings"
 
@@ -23,18 +24,29 @@ func (s *Session) selectStmt(ctx context.Context, sel *ast.SelectStmt, params []
 	if err != nil {
 		return nil, err
 	}
+	var src *source
+	if isSystemSchema(tn.Schema.L) || (tn.Schema.L == "" && isSystemSchema(strings.ToLower(s.db))) {
+		if src, err = s.systemTable(tn); err != nil {
+			return nil, err
+		}
+		if src.empty && emptyInEmptyOut(sel) {
+			// mysqldump's tablespace queries (GROUP BY, DISTINCT and
+			// subqueries over FILES): whatever they filter or group,
+			// no rows in means no rows out.
+			return s.emptyResult(sel, src)
+		}
+	}
+	if src != nil && sel.GroupBy != nil && sel.Having == nil && !sel.Distinct && sel.OrderBy == nil && sel.Limit == nil {
+		return s.groupedSelect(ctx, sel, src, params) // opsinfo.go: monitoring's counts by state
+	}
 	if sel.GroupBy != nil || sel.Having != nil || sel.Distinct {
 		return nil, notSupported("GROUP BY, HAVING and DISTINCT")
 	}
 	if sel.LockInfo != nil && sel.LockInfo.LockType != ast.SelectLockNone {
 		return nil, notSupported("SELECT ... FOR UPDATE / LOCK IN SHARE MODE on queue tables")
 	}
-	var src *source
-	if isSystemSchema(tn.Schema.L) || (tn.Schema.L == "" && isSystemSchema(strings.ToLower(s.db))) {
-		if src, err = s.systemTable(tn); err != nil {
-			return nil, err
-		}
-	} else {
+	fromTable := src == nil
+	if src == nil {
 		t, sch, err := s.resolve(tn)
 		if err != nil {
 			return nil, err
@@ -43,20 +55,24 @@ func (s *Session) selectStmt(ctx context.Context, sel *ast.SelectStmt, params []
 	}
 	env := &evalEnv{ctx: ctx, s: s, params: params, sch: src.sch}
 	where := sel.Where
-	if err := checkColumns(src.sch, sel.Where, "where clause"); err != nil {
-		return nil, err
-	}
-	if sel.OrderBy != nil {
-		for _, it := range sel.OrderBy.Items {
-			if err := checkColumns(src.sch, it.Expr, "order clause"); err != nil {
-				return nil, err
+	pc := s.lastProj
+	known := fromTable && pc != nil && pc.sel == sel && pc.sch == src.sch && pc.db == src.db && pc.name == src.name
+	if !known { // a statement and schema seen last time passed these checks
+		if err := checkColumns(src.sch, sel.Where, "where clause"); err != nil {
+			return nil, err
+		}
+		if sel.OrderBy != nil {
+			for _, it := range sel.OrderBy.Items {
+				if err := checkColumns(src.sch, it.Expr, "order clause"); err != nil {
+					return nil, err
+				}
 			}
 		}
-	}
-	for _, f := range sel.Fields.Fields {
-		if f.Expr != nil {
-			if err := checkColumns(src.sch, f.Expr, "field list"); err != nil {
-				return nil, err
+		for _, f := range sel.Fields.Fields {
+			if f.Expr != nil {
+				if err := checkColumns(src.sch, f.Expr, "field list"); err != nil {
+					return nil, err
+				}
 			}
 		}
 	}
@@ -115,9 +131,19 @@ func (s *Session) selectStmt(ctx context.Context, sel *ast.SelectStmt, params []
 		return &Result{Columns: []Column{col}, Rows: [][]any{{n}}}, nil
 	}
 
-	cols, proj, err := s.projection(sel, src)
-	if err != nil {
-		return nil, err
+	var cols []Column
+	var proj []projItem
+	if known {
+		cols, proj = slices.Clone(pc.cols), pc.proj
+	} else {
+		var err error
+		if cols, proj, err = s.projection(sel, src); err != nil {
+			return nil, err
+		}
+		if fromTable && !slices.ContainsFunc(proj, func(p projItem) bool { return p.expr != nil }) {
+			// Only columns: the result's columns do not depend on the rows.
+			s.lastProj = &projCache{sel: sel, sch: src.sch, db: src.db, name: src.name, cols: slices.Clone(cols), proj: proj}
+		}
 	}
 	offset, count, err := s.limit(sel.Limit, params)
 	if err != nil {
@@ -171,6 +197,20 @@ func isSystemSchema(name string) bool {
 
 // source is what a SELECT reads: a queue table, or a system table made up
 // on the spot.
+// projCache is the checked projection of the session's last SELECT of
+// table columns: a consumer repeats one statement (SELECT ... FROM t WHERE
+// queue_wait('t')), so its column checks and result columns are kept while
+// the statement's parsed node (the session's parse cache hands out the same
+// one for the same text), its table's schema and the names it resolved to
+// stay the same.
+type projCache struct {
+	sel      *ast.SelectStmt
+	sch      *tableSchema
+	db, name string
+	cols     []Column
+	proj     []projItem
+}
+
 type source struct {
 	db, name string
 	sch      *tableSchema
@@ -178,6 +218,19 @@ type source struct {
 	scan func(fn func(rowid uint64, row []any) bool) error
 	// count, if set, answers COUNT(*) without WHERE.
 	count func() int64
+	// empty says scan yields no row (a catalog table that is empty here).
+	empty bool
+}
+
+// emptyInEmptyOut reports whether sel answers no rows when its table has
+// none: unless an aggregate without GROUP BY makes one row of nothing.
+func emptyInEmptyOut(sel *ast.SelectStmt) bool {
+	if sel.GroupBy != nil {
+		return true
+	}
+	v := &routeVisitor{}
+	sel.Fields.Accept(v)
+	return !v.aggregate
 }
 
 // tableSource reads a queue table with the session's visibility.
@@ -199,22 +252,44 @@ func (s *Session) tableSource(t queue.Table, sch *tableSchema) *source {
 
 // scan decodes the rows the session can see.
 func (s *Session) scan(t queue.Table, sch *tableSchema, fn func(rowid uint64, row []any) bool) error {
-	var derr error
-	err := s.owner.Scan(t, func(rowid uint64, payload []byte) bool {
-		row, err := decodeRow(payload, nil)
-		if err != nil {
-			derr = err
-			return false
-		}
-		for len(row) < len(sch.Columns) {
-			row = append(row, nil)
-		}
-		return fn(rowid, row)
-	})
-	if derr != nil {
-		return derr
+	d := &s.rows
+	if d.fn != nil { // a scan within a scan: a decoder of its own
+		d = &rowDecoder{}
+		defer d.reset()
+		return d.scan(s.owner, t, sch, fn, d.row)
+	}
+	defer d.reset()
+	return d.scan(s.owner, t, sch, fn, s.scanRow)
+}
+
+// rowDecoder decodes the payloads of one scan into rows for its fn.
+type rowDecoder struct {
+	fn    func(rowid uint64, row []any) bool
+	ncols int
+	err   error
+}
+
+func (d *rowDecoder) scan(c queue.Conn, t queue.Table, sch *tableSchema, fn func(uint64, []any) bool, row func(uint64, []byte) bool) error {
+	d.fn, d.ncols, d.err = fn, len(sch.Columns), nil
+	err := c.Scan(t, row)
+	if d.err != nil {
+		return d.err
 	}
 	return err
+}
+
+func (d *rowDecoder) reset() { d.fn, d.err = nil, nil }
+
+func (d *rowDecoder) row(rowid uint64, payload []byte) bool {
+	row, err := decodeRow(payload, nil)
+	if err != nil {
+		d.err = err
+		return false
+	}
+	for len(row) < d.ncols {
+		row = append(row, nil)
+	}
+	return d.fn(rowid, row)
 }
 
 // checkColumns reports the first column n refers to that the table lacks,

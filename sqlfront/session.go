@@ -35,8 +35,19 @@ type Config struct {
 	// connection (Id, User, Host, db, Command, Time, State, Info), Info
 	// cut to 100 characters unless full.
 	ProcessList func(full bool) [][]any
+	// Status, if set, answers SHOW [GLOBAL|SESSION] STATUS and
+	// information_schema.GLOBAL_STATUS / SESSION_STATUS: (Variable_name,
+	// Value) rows sorted by name, with the statement counters of
+	// connection connID unless global.
+	Status func(connID uint32, global bool) [][]any
+	// FlushStatus, if set, carries out FLUSH STATUS for connection connID
+	// (its session counters restart from zero).
+	FlushStatus func(connID uint32)
 	// Kill, if set, carries out KILL [QUERY] id for a session of user.
 	Kill func(ctx context.Context, id uint64, query bool, user string) error
+	// BackupDir is where queue_backup('name') writes its copies of the
+	// store (each in BackupDir/name); "" refuses queue_backup.
+	BackupDir string
 	// Upstream says that q4mproxy stands in front of an upstream server,
 	// which owns databases and every table that is not a queue table:
 	// Route sends statements there, a database need not exist here to be
@@ -48,7 +59,7 @@ type Config struct {
 
 // Engine holds what all sessions share: the queue store and configuration.
 type Engine struct {
-	db  *queue.DB
+	db  queue.Store
 	cfg Config
 	log *slog.Logger
 
@@ -58,12 +69,18 @@ type Engine struct {
 
 	// queueNames holds the lower-cased names of every queue table, for
 	// routing without a parse (see fastUpstream); nil after DDL until the
-	// next use rebuilds it.
-	queueNames atomic.Pointer[map[string]bool]
+	// next use rebuilds it, and rebuilt when the store's catalog version
+	// moves (DDL by another process on a shared store).
+	queueNames atomic.Pointer[queueNameSet]
+}
+
+type queueNameSet struct {
+	version uint64 // the store's CatalogVersion when built
+	names   map[string]bool
 }
 
 // NewEngine returns an Engine serving the queues of db.
-func NewEngine(db *queue.DB, cfg Config) *Engine {
+func NewEngine(db queue.Store, cfg Config) *Engine {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -77,20 +94,29 @@ func NewEngine(db *queue.DB, cfg Config) *Engine {
 // Q4M owner mode. It is not safe for concurrent use.
 type Session struct {
 	eng    *Engine
-	owner  *queue.Owner
+	owner  queue.Conn
 	p      *parser.Parser
 	db     string
 	connID uint32
 	user   string
 	host   string
 
+	// upCatalog is the upstream's rows of an information_schema table
+	// while ExecCatalog runs (catalogeval.go).
+	upCatalog *upstreamCatalog
+
 	autocommit bool
+	// inTxn is set by BEGIN and cleared by COMMIT and ROLLBACK; savepoints
+	// are the names SAVEPOINT set in it (see transaction).
+	inTxn      bool
+	savepoints []string
 	vars       map[string]any // session system variables that were SET
 	userVars   map[string]any
 
 	lastInsertID  uint64
 	lastRowCount  int64
 	lastFoundRows int64
+	lastProj      *projCache // the last SELECT's projection (selectStmt)
 
 	// warnings are the last statement's (Level, Code, Message), for SHOW
 	// WARNINGS; set by SetWarning.
@@ -114,6 +140,12 @@ type Session struct {
 	shapes    map[string]*Stmt
 	shapeBuf  []byte
 	shapeArgs []any
+
+	// rows decodes the rows of a scan, and scanRow is its method value,
+	// made once: a callback made per scan would be allocated, as anything
+	// passed through the queue.Conn interface is.
+	rows    rowDecoder
+	scanRow func(rowid uint64, payload []byte) bool
 }
 
 // Bounds of the per-session parse cache.
@@ -124,9 +156,9 @@ const (
 
 // NewSession returns a session for connection connID of user@host.
 func (e *Engine) NewSession(connID uint32, user, host string) *Session {
-	return &Session{
+	s := &Session{
 		eng:        e,
-		owner:      e.db.NewOwner(),
+		owner:      e.db.NewConn(),
 		p:          parser.New(),
 		connID:     connID,
 		user:       user,
@@ -135,6 +167,8 @@ func (e *Engine) NewSession(connID uint32, user, host string) *Session {
 		vars:       map[string]any{},
 		userVars:   map[string]any{},
 	}
+	s.scanRow = s.rows.row
+	return s
 }
 
 // SetCreateCheck sets the check CREATE TABLE ... ENGINE=queue makes with
@@ -152,6 +186,13 @@ func (s *Session) SetUser(user, host string) { s.user, s.host = user, host }
 
 // Database returns the current database ("" if none).
 func (s *Session) Database() string { return s.db }
+
+// ClearDB leaves the session without a current database (COM_CHANGE_USER
+// without one).
+func (s *Session) ClearDB() { s.db = "" }
+
+// Host is the client's host, as logged in.
+func (s *Session) Host() string { return s.host }
 
 // WaitTimeout is how long the connection may stay idle (@@wait_timeout,
 // which SET SESSION wait_timeout changes).
@@ -178,6 +219,7 @@ func (s *Session) Reset() {
 	s.owner.Close()
 	s.pendingSrc = nil
 	s.autocommit = true
+	s.inTxn, s.savepoints = false, nil
 	s.vars = map[string]any{}
 	s.userVars = map[string]any{}
 	s.lastInsertID, s.lastRowCount, s.lastFoundRows = 0, 0, 0
@@ -353,13 +395,22 @@ func (s *Session) execStmt(ctx context.Context, stmt ast.StmtNode, params []any)
 			return nil, err
 		}
 		return &Result{}, nil
-	case *ast.BeginStmt, *ast.CommitStmt, *ast.RollbackStmt:
-		return &Result{}, nil // Q4M is not transactional: every statement takes effect at once
+	case *ast.BeginStmt, *ast.CommitStmt, *ast.RollbackStmt, *ast.SavepointStmt, *ast.ReleaseSavepointStmt:
+		return s.transaction(stmt) // Q4M is not transactional: every statement takes effect at once
+	case *ast.LockTablesStmt:
+		return s.lockTables(x)
+	case *ast.UnlockTablesStmt:
+		return &Result{}, nil
+	case *ast.FlushStmt:
+		return s.flush(x)
 	case *ast.CreateTableStmt:
 		return s.createTable(ctx, x)
 	case *ast.DropTableStmt:
 		return s.dropTable(x)
 	case *ast.AlterTableStmt:
+		if r, ok, err := s.keysNoop(x); ok {
+			return r, err
+		}
 		return s.alterTable(x)
 	case *ast.TruncateTableStmt:
 		return s.truncate(x)

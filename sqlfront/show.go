@@ -8,6 +8,9 @@ import (
 )
 
 func (s *Session) show(sh *ast.ShowStmt) (*Result, error) {
+	if sh.Where != nil && (sh.Tp == ast.ShowStatus || sh.Tp == ast.ShowVariables) {
+		return s.showWhere(sh) // opsinfo.go
+	}
 	pattern, hasPattern, err := s.showPattern(sh)
 	if err != nil {
 		return nil, err
@@ -113,12 +116,19 @@ func (s *Session) show(sh *ast.ShowStmt) (*Result, error) {
 		return res, nil
 	case ast.ShowStatus:
 		res := &Result{Columns: textColumns("Variable_name", "Value")}
-		for _, kv := range [][]any{{"Threads_connected", "1"}, {"Uptime", "1"}} {
+		for _, kv := range s.statusRows(sh.GlobalScope) {
 			if match(kv[0].(string)) {
 				res.Rows = append(res.Rows, kv)
 			}
 		}
 		return res, nil
+	case ast.ShowReplicaStatus, ast.ShowMasterStatus:
+		// No replication here: an empty set, as from a server that is
+		// not a replica (or logs no binlog).
+		if sh.Tp == ast.ShowMasterStatus {
+			return &Result{Columns: textColumns("File", "Position", "Binlog_Do_DB", "Binlog_Ignore_DB", "Executed_Gtid_Set")}, nil
+		}
+		return &Result{Columns: textColumns(replicaStatusColumns...)}, nil
 	case ast.ShowProcessList:
 		res := &Result{Columns: []Column{intCol("Id"), textCol("User"), textCol("Host"), textCol("db"),
 			textCol("Command"), intCol("Time"), textCol("State"), textCol("Info")}}
@@ -157,17 +167,54 @@ func (s *Session) show(sh *ast.ShowStmt) (*Result, error) {
 		if !s.eng.db.HasDatabase(sh.DBName) {
 			return nil, errorf(ErrCodeBadDB, "Unknown database '%s'", sh.DBName)
 		}
+		ifNotExists := "" // mysqldump --databases asks IF NOT EXISTS, to restore over a database that exists
+		if sh.IfNotExists {
+			ifNotExists = "/*!32312 IF NOT EXISTS*/ "
+		}
 		return &Result{Columns: textColumns("Database", "Create Database"), Rows: [][]any{{sh.DBName,
-			fmt.Sprintf("CREATE DATABASE %s /*!40100 DEFAULT CHARACTER SET utf8mb4 */", quoteIdent(sh.DBName))}}}, nil
+			fmt.Sprintf("CREATE DATABASE %s%s /*!40100 DEFAULT CHARACTER SET utf8mb4 */", ifNotExists, quoteIdent(sh.DBName))}}}, nil
 	case ast.ShowIndex:
 		if _, _, err := s.resolve(sh.Table); err != nil {
 			return nil, err
 		}
 		return &Result{Columns: textColumns("Table", "Non_unique", "Key_name", "Seq_in_index", "Column_name", "Collation", "Cardinality", "Sub_part", "Packed", "Null", "Index_type", "Comment", "Index_comment")}, nil
-	case ast.ShowTriggers, ast.ShowProcedureStatus, ast.ShowFunctionStatus, ast.ShowEvents:
-		return &Result{Columns: textColumns("Name")}, nil
+	case ast.ShowTriggers:
+		// No triggers on queue tables: MySQL's columns, no rows (older
+		// mysqldumps send SHOW TRIGGERS LIKE 't').
+		return &Result{Columns: textColumns("Trigger", "Event", "Table", "Statement", "Timing", "Created", "sql_mode",
+			"Definer", "character_set_client", "collation_connection", "Database Collation")}, nil
+	case ast.ShowProcedureStatus, ast.ShowFunctionStatus:
+		return &Result{Columns: textColumns("Db", "Name", "Type", "Definer", "Modified", "Created", "Security_type",
+			"Comment", "character_set_client", "collation_connection", "Database Collation")}, nil
+	case ast.ShowEvents:
+		return &Result{Columns: textColumns("Db", "Name", "Definer", "Time zone", "Type", "Execute at", "Interval value",
+			"Interval field", "Starts", "Ends", "Status", "Originator", "character_set_client", "collation_connection",
+			"Database Collation")}, nil
 	}
 	return nil, notSupported("this SHOW statement")
+}
+
+// replicaStatusColumns are SHOW SLAVE STATUS's columns (MySQL 5.7).
+var replicaStatusColumns = []string{"Slave_IO_State", "Master_Host", "Master_User", "Master_Port", "Connect_Retry",
+	"Master_Log_File", "Read_Master_Log_Pos", "Relay_Log_File", "Relay_Log_Pos", "Relay_Master_Log_File",
+	"Slave_IO_Running", "Slave_SQL_Running", "Replicate_Do_DB", "Replicate_Ignore_DB", "Replicate_Do_Table",
+	"Replicate_Ignore_Table", "Replicate_Wild_Do_Table", "Replicate_Wild_Ignore_Table", "Last_Errno", "Last_Error",
+	"Skip_Counter", "Exec_Master_Log_Pos", "Relay_Log_Space", "Until_Condition", "Until_Log_File", "Until_Log_Pos",
+	"Master_SSL_Allowed", "Master_SSL_CA_File", "Master_SSL_CA_Path", "Master_SSL_Cert", "Master_SSL_Cipher",
+	"Master_SSL_Key", "Seconds_Behind_Master", "Master_SSL_Verify_Server_Cert", "Last_IO_Errno", "Last_IO_Error",
+	"Last_SQL_Errno", "Last_SQL_Error", "Replicate_Ignore_Server_Ids", "Master_Server_Id", "Master_UUID",
+	"Master_Info_File", "SQL_Delay", "SQL_Remaining_Delay", "Slave_SQL_Running_State", "Master_Retry_Count",
+	"Master_Bind", "Last_IO_Error_Timestamp", "Last_SQL_Error_Timestamp", "Master_SSL_Crl", "Master_SSL_Crlpath",
+	"Retrieved_Gtid_Set", "Executed_Gtid_Set", "Auto_Position", "Replicate_Rewrite_DB", "Channel_Name",
+	"Master_TLS_Version"}
+
+// statusRows are the status variables (Variable_name, Value), global or
+// of this session.
+func (s *Session) statusRows(global bool) [][]any {
+	if s.eng.cfg.Status == nil {
+		return [][]any{{"Threads_connected", "1"}, {"Uptime", "1"}}
+	}
+	return s.eng.cfg.Status(s.connID, global)
 }
 
 func (s *Session) showPattern(sh *ast.ShowStmt) (string, bool, error) {

@@ -1,7 +1,6 @@
 package upstream
 
 import (
-	"bufio"
 	"context"
 	"crypto/tls"
 	"encoding/binary"
@@ -20,6 +19,8 @@ import (
 	"github.com/go-mysql-org/go-mysql/mysql"
 	"github.com/pingcap/tidb/pkg/parser/charset"
 	"golang.org/x/sys/unix"
+
+	"github.com/q4mproxy/q4mproxy/internal/netdial"
 )
 
 // Config says where the upstream server is.
@@ -125,14 +126,22 @@ type Session struct {
 	conn     net.Conn   // nil until the first forwarded command
 	threadID uint32
 
-	br       *bufio.Reader
-	buf      []byte
-	seq      byte // next sequence number towards the upstream
-	status   uint16
-	warnings uint16
+	raw syscall.RawConn // conn's, for alive (nil: not a plain socket)
+	buf []byte          // commands as written
+	// rbuf[rpos:rend] is what was read from the upstream and not yet
+	// relayed: a read takes as much as the socket holds, so a small
+	// answer arrives in one read and is relayed from here without a copy.
+	rbuf       []byte
+	rpos, rend int
+	seq        byte // next sequence number towards the upstream
+	status     uint16
+	warnings   uint16
 
 	// inFlight counts commands: odd while one runs (KillQuery reads it).
 	inFlight atomic.Uint64
+
+	peek      func(fd uintptr) bool // s.peekFD
+	peekAlive bool
 
 	sticky bool              // state a reconnect would lose (user variables, temporary tables, locks)
 	replay []string          // session SETs to apply again on a reconnect
@@ -145,11 +154,28 @@ func NewSession(cfg *Config, login Login) *Session {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Session{cfg: cfg, login: login, log: log, status: mysql.SERVER_STATUS_AUTOCOMMIT, stmts: map[uint32]uint32{}}
+	s := &Session{cfg: cfg, login: login, log: log, status: mysql.SERVER_STATUS_AUTOCOMMIT, stmts: map[uint32]uint32{}}
+	s.peek = s.peekFD
+	return s
 }
 
 // SetLogin changes the credentials of later connections (COM_CHANGE_USER).
 func (s *Session) SetLogin(l Login) { s.login = l }
+
+// Login returns the credentials later connections use.
+func (s *Session) Login() Login { return s.login }
+
+// Reset closes the upstream connection and forgets the session's state
+// (COM_CHANGE_USER): the next command logs in afresh.
+func (s *Session) Reset() {
+	s.Close()
+	s.sticky, s.replay = false, nil
+	s.status = mysql.SERVER_STATUS_AUTOCOMMIT
+}
+
+// Connect logs in to the upstream now, in database db, if no connection
+// is open. A refusal is the upstream's own *mysql.MyError.
+func (s *Session) Connect(ctx context.Context, db string) error { return s.ensure(ctx, db) }
 
 // Connected reports whether an upstream connection is open.
 func (s *Session) Connected() bool { return s.conn != nil }
@@ -195,8 +221,7 @@ func (s *Session) connect(ctx context.Context, db string) error {
 	defer cancel()
 	var raw net.Conn
 	dialer := func(ctx context.Context, network, addr string) (net.Conn, error) {
-		d := net.Dialer{Timeout: timeout}
-		c, err := d.DialContext(ctx, network, addr)
+		c, err := netdial.DialContext(ctx, network, addr, timeout) // keepalive: a vanished upstream is noticed
 		if err == nil {
 			_ = c.SetDeadline(time.Now().Add(timeout)) // the login, too, is bounded
 			raw = c
@@ -243,7 +268,13 @@ func (s *Session) connect(ctx context.Context, db string) error {
 	s.mu.Lock()
 	s.conn, s.threadID = c, cc.GetConnectionID()
 	s.mu.Unlock()
-	s.br = bufio.NewReaderSize(c, 64<<10)
+	s.raw = nil
+	if sc, ok := c.(syscall.Conn); ok {
+		if rc, err := sc.SyscallConn(); err == nil {
+			s.raw = rc
+		}
+	}
+	s.rpos, s.rend = 0, 0
 	s.status = mysql.SERVER_STATUS_AUTOCOMMIT
 	clear(s.stmts)
 	for _, q := range s.replay {
@@ -297,25 +328,24 @@ func (s *Session) ensure(ctx context.Context, db string) error {
 // packet) or EOF mean it is gone. A peek on the socket costs one syscall;
 // a deadline in the past would not even read.
 func (s *Session) alive() bool {
-	if s.br.Buffered() > 0 {
+	if s.rend > s.rpos {
 		return false
 	}
-	sc, ok := s.conn.(syscall.Conn)
-	if !ok {
+	if s.raw == nil {
 		return true // TLS or another wrapper: the command itself will tell
 	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return true
-	}
-	alive := true
+	s.peekAlive = true
+	_ = s.raw.Read(s.peek)
+	return s.peekAlive
+}
+
+// peek is alive's look at the socket (a method value made once, so that
+// the check allocates nothing).
+func (s *Session) peekFD(fd uintptr) bool {
 	var b [1]byte
-	_ = rc.Read(func(fd uintptr) bool {
-		n, _, err := unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
-		alive = n < 0 && (err == unix.EAGAIN || err == unix.EWOULDBLOCK)
-		return true // never wait for readiness
-	})
-	return alive
+	n, _, err := unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+	s.peekAlive = n < 0 && (err == unix.EAGAIN || err == unix.EWOULDBLOCK)
+	return true // never wait for readiness
 }
 
 // ErrUnknownStmt: a prepared statement id the upstream connection does not
@@ -409,25 +439,24 @@ func (s *Session) Forward(ctx context.Context, c Client, db string, cmd byte, pa
 	if err := s.ensure(ctx, db); err != nil {
 		return Result{}, err
 	}
+	stmt := int64(noStmt)
 	if isStmtCommand(cmd) {
 		if len(payload) < 4 {
 			return Result{}, ErrUnknownStmt
 		}
-		up, ok := s.stmts[binary.LittleEndian.Uint32(payload)]
+		id := binary.LittleEndian.Uint32(payload)
+		up, ok := s.stmts[id]
 		if !ok {
 			return Result{}, ErrUnknownStmt
 		}
-		p := make([]byte, len(payload))
-		copy(p, payload)
-		binary.LittleEndian.PutUint32(p, up)
-		payload = p
+		stmt = int64(up) // written in place of id (the client's payload stays as it is)
 		if cmd == mysql.COM_STMT_CLOSE {
-			delete(s.stmts, binary.LittleEndian.Uint32(payload))
+			delete(s.stmts, id)
 		}
 	}
 	seq := s.inFlight.Add(1)
 	defer s.inFlight.CompareAndSwap(seq, seq+1) // odd while a command runs
-	if err := s.writeCommand(cmd, payload); err != nil {
+	if err := s.writeCommandStmt(cmd, payload, stmt); err != nil {
 		return Result{}, s.lost(err)
 	}
 	var r Result
@@ -501,6 +530,15 @@ func (s *Session) Sticky() bool { return s.sticky || s.InTransaction() }
 
 // writeCommand writes cmd+payload as packets with sequence numbers from 0.
 func (s *Session) writeCommand(cmd byte, payload []byte) error {
+	return s.writeCommandStmt(cmd, payload, noStmt)
+}
+
+// noStmt: a command that names no prepared statement.
+const noStmt = -1
+
+// writeCommandStmt is writeCommand with the statement id that begins the
+// payload replaced by stmt, unless that is noStmt.
+func (s *Session) writeCommandStmt(cmd byte, payload []byte, stmt int64) error {
 	s.seq = 0
 	n := 1 + len(payload)
 	if n < maxPayload {
@@ -508,12 +546,18 @@ func (s *Session) writeCommand(cmd byte, payload []byte) error {
 		putHeader(pkt, n, 0)
 		pkt[4] = cmd
 		copy(pkt[5:], payload)
+		if stmt != noStmt {
+			binary.LittleEndian.PutUint32(pkt[5:], uint32(stmt))
+		}
 		s.seq = 1
 		_, err := s.conn.Write(pkt)
 		return err
 	}
 	data := make([]byte, 0, n)
 	data = append(append(data, cmd), payload...)
+	if stmt != noStmt {
+		binary.LittleEndian.PutUint32(data[1:], uint32(stmt))
+	}
 	return s.writePayload(data)
 }
 
@@ -552,20 +596,60 @@ func (s *Session) grow(n int) []byte {
 	return s.buf[:n]
 }
 
-// readPhys reads one physical packet (header and payload) into s.buf.
+// readPhys reads one physical packet (header and payload). It is a slice
+// of the read buffer, valid until the next read.
 func (s *Session) readPhys() ([]byte, error) {
-	var h [4]byte
-	if _, err := io.ReadFull(s.br, h[:]); err != nil {
+	if err := s.fill(4); err != nil {
 		return nil, err
 	}
-	n := int(h[0]) | int(h[1])<<8 | int(h[2])<<16
-	pkt := s.grow(4 + n)
-	copy(pkt, h[:])
-	if _, err := io.ReadFull(s.br, pkt[4:]); err != nil {
+	h := s.rbuf[s.rpos:]
+	n := 4 + (int(h[0]) | int(h[1])<<8 | int(h[2])<<16)
+	if err := s.fill(n); err != nil {
 		return nil, err
 	}
-	s.seq = h[3] + 1
+	pkt := s.rbuf[s.rpos : s.rpos+n : s.rpos+n]
+	s.rpos += n
+	s.seq = pkt[3] + 1
 	return pkt, nil
+}
+
+// Read buffer sizes: what one read may take, and what a buffer grown for
+// a larger packet is given back for once it is relayed.
+const (
+	readBufSize = 64 << 10
+	readBufKeep = 1 << 20
+)
+
+// fill makes sure the read buffer holds at least n bytes not yet relayed,
+// reading as much as the socket has.
+func (s *Session) fill(n int) error {
+	if s.rend-s.rpos >= n {
+		return nil
+	}
+	left := s.rend - s.rpos
+	switch {
+	case len(s.rbuf) < n || left == 0 && len(s.rbuf) > readBufKeep:
+		b := make([]byte, max(n, readBufSize))
+		copy(b, s.rbuf[s.rpos:s.rend])
+		s.rbuf = b
+	case s.rpos > 0:
+		copy(s.rbuf, s.rbuf[s.rpos:s.rend])
+	}
+	s.rpos, s.rend = 0, left
+	for s.rend < n {
+		k, err := s.conn.Read(s.rbuf[s.rend:])
+		s.rend += k
+		if err != nil {
+			if s.rend >= n {
+				return nil
+			}
+			if err == io.EOF && s.rend > 0 {
+				err = io.ErrUnexpectedEOF
+			}
+			return err
+		}
+	}
+	return nil
 }
 
 // packet reads one logical packet and relays it to c. It returns the first
@@ -784,7 +868,7 @@ func (s *Session) KillQuery() {
 		ctx, cancel := context.WithTimeout(context.Background(), timeout)
 		defer cancel()
 		d := func(ctx context.Context, network, addr string) (net.Conn, error) {
-			c, err := (&net.Dialer{Timeout: timeout}).DialContext(ctx, network, addr)
+			c, err := netdial.DialContext(ctx, network, addr, timeout)
 			if err == nil {
 				_ = c.SetDeadline(time.Now().Add(timeout))
 			}
@@ -813,66 +897,140 @@ func (s *Session) KillQuery() {
 
 // Query runs a statement upstream for q4mproxy itself (no client sees the
 // packets) and returns its first result set in the text protocol: column
-// names and rows of nil or string values. An upstream error is returned as
-// its *mysql.MyError.
+// names (nil when the statement returned no result set) and rows of nil or
+// string values. An upstream error is returned as its *mysql.MyError.
 func (s *Session) Query(ctx context.Context, db, query string) ([]string, [][]any, error) {
-	col := &collector{}
-	r, err := s.Forward(ctx, col, db, mysql.COM_QUERY, []byte(query))
+	var names []string
+	var rows [][]any
+	err := s.QueryRows(ctx, db, query,
+		func(c []string) error { names = c; return nil },
+		func(vals [][]byte) error {
+			row := make([]any, len(vals))
+			for i, v := range vals {
+				if v != nil {
+					row[i] = string(v)
+				}
+			}
+			rows = append(rows, row)
+			return nil
+		})
 	if err != nil {
 		return nil, nil, err
 	}
-	if r.Err != nil {
-		return nil, nil, r.Err
-	}
-	return col.result()
+	return names, rows, nil
 }
 
-// collector is a Client that keeps a relayed answer, to decode it.
-type collector struct{ pkts [][]byte }
+// QueryRows runs a statement upstream for q4mproxy itself and hands its
+// first result set (text protocol) over as it arrives: cols once, with
+// the column names, then row for each row, NULL as nil. The values are
+// only valid during the call (they point into the read buffer), so
+// nothing is kept here and memory does not grow with the result. When a
+// callback fails, the rest of the answer is read and dropped, so the
+// connection stays in step, and the callback's error is returned. An
+// upstream error is returned as its *mysql.MyError.
+func (s *Session) QueryRows(ctx context.Context, db, query string, cols func([]string) error, row func([][]byte) error) error {
+	st := &rowStream{cols: cols, row: row}
+	r, err := s.Forward(ctx, st, db, mysql.COM_QUERY, []byte(query))
+	switch {
+	case err != nil:
+		return err
+	case r.Err != nil:
+		return r.Err
+	}
+	return st.err
+}
 
-func (c *collector) WritePacket(pkt []byte) error {
-	c.pkts = append(c.pkts, append([]byte(nil), pkt[4:]...))
+// rowStream is a Client that decodes a relayed result set packet by
+// packet, for QueryRows.
+type rowStream struct {
+	cols  func([]string) error
+	row   func([][]byte) error
+	err   error    // the first failure; the rest is dropped
+	state int      // what the next logical packet is (stream*)
+	left  uint64   // column definitions still to come
+	names []string // column names
+	vals  [][]byte // a row's values, reused
+	long  []byte   // a logical packet of several physical ones, so far
+}
+
+const (
+	streamHead = iota // column count, OK or ERR
+	streamDefs        // column definitions
+	streamEOF         // EOF after the definitions
+	streamRows        // rows up to EOF or ERR
+	streamDone        // anything after the first result set
+)
+
+func (st *rowStream) WritePacket(pkt []byte) error {
+	p := pkt[4:]
+	if len(p) == maxPayload || st.long != nil {
+		st.long = append(st.long, p...)
+		if len(p) == maxPayload {
+			return nil // more of it comes
+		}
+		p, st.long = st.long, nil
+	}
+	if st.err == nil && st.state != streamDone {
+		st.err = st.packet(p)
+		if st.err != nil {
+			st.state = streamDone
+		}
+	}
 	return nil
 }
 
-func (c *collector) ReadPacket() ([]byte, error) { return nil, errors.New("upstream: no client file") }
-
-// result decodes the first result set collected (column count, definitions,
-// EOF, rows, EOF).
-func (c *collector) result() ([]string, [][]any, error) {
-	if len(c.pkts) == 0 || c.pkts[0][0] == 0x00 {
-		return nil, nil, nil // an OK: no rows
+// packet takes one logical packet's payload.
+func (st *rowStream) packet(p []byte) error {
+	if len(p) == 0 {
+		return errors.New("upstream: empty packet in a result set")
 	}
-	n, _, _ := mysql.LengthEncodedInt(c.pkts[0])
-	if len(c.pkts) < int(n)+2 {
-		return nil, nil, errors.New("upstream: short result set")
-	}
-	cols := make([]string, n)
-	for i := range cols {
+	switch st.state {
+	case streamHead:
+		if p[0] == 0x00 || p[0] == 0xff {
+			st.state = streamDone // no result set (or an error: Forward has it)
+			return nil
+		}
+		n, _, _ := mysql.LengthEncodedInt(p)
+		st.left, st.names = n, make([]string, 0, n)
+		st.state = streamDefs
+		if n == 0 {
+			st.state = streamEOF
+		}
+	case streamDefs:
 		f := &mysql.Field{}
-		if err := f.Parse(c.pkts[1+i]); err != nil {
-			return nil, nil, err
+		if err := f.Parse(p); err != nil {
+			return err
 		}
-		cols[i] = string(f.Name)
-	}
-	var rows [][]any
-	for _, p := range c.pkts[int(n)+2:] {
-		if len(p) > 0 && p[0] == 0xfe && len(p) < 9 {
-			break
+		st.names = append(st.names, string(f.Name))
+		if st.left--; st.left == 0 {
+			st.state = streamEOF
 		}
-		row := make([]any, n)
+	case streamEOF:
+		st.state = streamRows
+		st.vals = make([][]byte, len(st.names))
+		return st.cols(st.names)
+	case streamRows:
+		if p[0] == 0xff || p[0] == 0xfe && len(p) < 9 {
+			st.state = streamDone
+			return nil
+		}
 		pos := 0
-		for i := range row {
+		for i := range st.vals {
 			v, isNull, k, err := mysql.LengthEncodedString(p[pos:])
 			if err != nil {
-				return nil, nil, err
+				return err
 			}
 			pos += k
-			if !isNull {
-				row[i] = string(v)
+			if isNull {
+				v = nil
 			}
+			st.vals[i] = v // an empty value is not nil
 		}
-		rows = append(rows, row)
+		return st.row(st.vals)
 	}
-	return cols, rows, nil
+	return nil
+}
+
+func (st *rowStream) ReadPacket() ([]byte, error) {
+	return nil, errors.New("upstream: no client file")
 }

@@ -3,6 +3,8 @@ package upstream
 import (
 	"bufio"
 	"bytes"
+	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -55,6 +57,12 @@ func (r *recorder) ReadPacket() ([]byte, error) {
 // after the command.
 func relay(t *testing.T, c *recorder, answer []byte) (Result, [][]byte) {
 	t.Helper()
+	return relayClient(t, c, answer)
+}
+
+// relayClient is relay to any Client.
+func relayClient(t *testing.T, c Client, answer []byte) (Result, [][]byte) {
+	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -69,7 +77,7 @@ func relay(t *testing.T, c *recorder, answer []byte) (Result, [][]byte) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &Session{cfg: &Config{}, log: slog.New(slog.NewTextHandler(io.Discard, nil)), conn: client, br: bufio.NewReader(client), stmts: map[uint32]uint32{}}
+	s := &Session{cfg: &Config{}, log: slog.New(slog.NewTextHandler(io.Discard, nil)), conn: client, stmts: map[uint32]uint32{}}
 	type read struct{ pkts [][]byte }
 	done := make(chan read, 1)
 	go func() {
@@ -150,6 +158,48 @@ func TestRelayResult(t *testing.T) {
 			t.Fatalf("upstream read %q; want the command, the file and an empty packet", up)
 		}
 	})
+	t.Run("rows of every size", func(t *testing.T) {
+		// Rows smaller and larger than the read buffer, and one larger
+		// than a packet (two physical packets): each reaches the client
+		// as it was sent.
+		var answer bytes.Buffer
+		var want [][]byte
+		seq := byte(1)
+		add := func(p []byte) {
+			for {
+				n := min(len(p), maxPayload)
+				answer.Write(pkt(seq, p[:n]...))
+				want = append(want, p[:n])
+				seq++
+				p = p[n:]
+				if n < maxPayload {
+					return
+				}
+			}
+		}
+		add([]byte{1})
+		add(colDef("a"))
+		add(eofPacket(ac))
+		sizes := []int{1, 70000, 300, 200000, 3, maxPayload + 5, 10}
+		for i := range 3000 { // packets that straddle the ends of reads
+			sizes = append(sizes, i*7%1500)
+		}
+		for i, n := range sizes {
+			v := bytes.Repeat([]byte{byte('a' + i%26)}, n)
+			add(append([]byte{0xfe, byte(n), byte(n >> 8), byte(n >> 16), 0, 0, 0, 0, 0}, v...))
+		}
+		add(eofPacket(ac))
+		c := &recorder{}
+		res, _ := relay(t, c, answer.Bytes())
+		if res.Err != nil || len(c.got) != len(want) {
+			t.Fatalf("relayed %d packets, %v; want %d", len(c.got), res.Err, len(want))
+		}
+		for i := range want {
+			if !bytes.Equal(c.got[i], want[i]) {
+				t.Fatalf("packet %d: %d bytes differ from the %d sent", i, len(c.got[i]), len(want[i]))
+			}
+		}
+	})
 	t.Run("open cursor", func(t *testing.T) {
 		var answer bytes.Buffer
 		answer.Write(pkt(1, 1))
@@ -185,5 +235,55 @@ func TestNoteQuery(t *testing.T) {
 		if s.sticky != tc.sticky || (len(s.replay) == 1) != tc.replay {
 			t.Errorf("%q: sticky %v, replay %q; want sticky %v, replay %v", tc.q, s.sticky, s.replay, tc.sticky, tc.replay)
 		}
+	}
+}
+
+// TestRowStream: QueryRows's decoder takes a result set packet by packet:
+// NULL and empty values apart, a row larger than one physical packet put
+// together, and after a callback fails the rest read and dropped.
+func TestRowStream(t *testing.T) {
+	const ac = mysql.SERVER_STATUS_AUTOCOMMIT
+	big := bytes.Repeat([]byte{'y'}, maxPayload) // with its length prefix, more than one packet
+	bigRow := append(append([]byte{0xfd, byte(len(big)), byte(len(big) >> 8), byte(len(big) >> 16)}, big...), 0xfb)
+	var answer bytes.Buffer
+	answer.Write(pkt(1, 2))
+	answer.Write(pkt(2, colDef("a")...))
+	answer.Write(pkt(3, colDef("b")...))
+	answer.Write(pkt(4, eofPacket(ac)...))
+	answer.Write(pkt(5, 1, 'x', 0xfb))           // 'x', NULL
+	answer.Write(pkt(6, 0, 1, 'z'))              // '', 'z'
+	answer.Write(pkt(7, bigRow[:maxPayload]...)) // a row in two packets
+	answer.Write(pkt(8, bigRow[maxPayload:]...)) //
+	answer.Write(pkt(9, 1, 'w', 1, 'v'))         // after the failure: dropped
+	answer.Write(pkt(10, eofPacket(ac)...))      //
+	var names []string
+	var got [][2]string
+	fail := errors.New("refused")
+	st := &rowStream{
+		cols: func(c []string) error { names = c; return nil },
+		row: func(v [][]byte) error {
+			show := func(b []byte) string {
+				switch {
+				case b == nil:
+					return "NULL"
+				case len(b) > 8:
+					return fmt.Sprintf("%d bytes", len(b))
+				}
+				return "'" + string(b) + "'"
+			}
+			got = append(got, [2]string{show(v[0]), show(v[1])})
+			if len(got) == 3 {
+				return fail
+			}
+			return nil
+		},
+	}
+	res, _ := relayClient(t, st, answer.Bytes())
+	if res.Err != nil || st.err != fail {
+		t.Fatalf("result %v, stream error %v; want the callback's", res.Err, st.err)
+	}
+	want := [][2]string{{"'x'", "NULL"}, {"''", "'z'"}, {fmt.Sprintf("%d bytes", maxPayload), "NULL"}}
+	if fmt.Sprint(names) != "[a b]" || fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("columns %v, rows %v; want [a b], %v", names, got, want)
 	}
 }

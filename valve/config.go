@@ -77,13 +77,23 @@ func LoadConfig(path string) (*Config, error) {
 	if len(c.Valves) == 0 {
 		return nil, fmt.Errorf("valve config %s: no [[valve]]", path)
 	}
+	if err := c.Complete(); err != nil {
+		return nil, fmt.Errorf("valve config %s: %w", path, err)
+	}
+	return &c, nil
+}
+
+// Complete gives unset settings their Defaults() and validates every valve.
+// It is for callers that decode the [[valve]] sections themselves (the
+// server's configuration file holds them beside its other settings).
+func (c *Config) Complete() error {
 	for i := range c.Valves {
 		c.Valves[i].fill()
 		if err := c.Valves[i].Validate(); err != nil {
-			return nil, fmt.Errorf("valve config %s: %w", path, err)
+			return err
 		}
 	}
-	return &c, nil
+	return nil
 }
 
 func (s *Settings) fill() {

@@ -25,4 +25,11 @@
 // emergency row for a destination, and drop_on_emergency is set, normal
 // messages for that destination arriving within the next interval are
 // dropped, as Mvalve's Reader does.
+//
+// Several processes sharing a queue store (queue/sqlstore) run a valve
+// through RunElected: one at a time, elected through the store (an
+// Elector); a new term fences its predecessor's writes off
+// (queue.Write.Fence) and resumes from the stored state. The consume
+// hooks then see every process's consumes, from the store's consume log,
+// and acknowledge each in the write that stores what it changed.
 package valve

@@ -289,6 +289,10 @@ func TestValveRestartUnderLoad(t *testing.T) {
 
 	var producers sync.WaitGroup
 	produce := func(wave int) {
+		// The previous wave's producers finish first: a destination's
+		// messages are inserted in order across waves too (overlapping
+		// waves could insert d0-006 before d0-005).
+		producers.Wait()
 		var msgs []string
 		for seq := wave * perWave; seq < (wave+1)*perWave; seq++ {
 			for _, d := range dests {

@@ -35,7 +35,7 @@ type Codec interface {
 // store never stalls a connection on the valve.
 type Valve struct {
 	cfg   Settings
-	db    *queue.DB
+	db    queue.Store
 	codec Codec
 	log   *slog.Logger
 	ns    string // namespace of the valve's state in the store
@@ -50,12 +50,18 @@ type Valve struct {
 	backlog  map[*dest]bool   // destinations with waiting messages
 	dirty    map[*dest]bool   // destinations whose stored state is behind
 	dequeues []dequeued       // 'dequeue' rows to log (log_dequeue)
+	acks     []queue.AuxEntry // consume records the hooks handled, to delete with the state they changed
 	running  bool             // the hooks record consumes only while Run runs
 	started  bool             // Run has loaded the state (tests wait for it)
+	standby  bool             // RunElected waits to be elected: Status shows nothing
 	kick     chan struct{}    // wakes the scheduler (buffered 1)
 	persist  chan struct{}    // wakes the persister (buffered 1)
 
 	manual bool // tests with a fake clock: no scheduler goroutine (they call step)
+
+	// fence, set by RunElected for a term, makes every write of the
+	// valve fail (queue.ErrFenced) once another process took over.
+	fence *queue.AuxEntry
 }
 
 // flight is a released row of the timed table: the table's incarnation
@@ -123,7 +129,7 @@ const reconcileEvery = time.Second
 const releaseBatch = 512
 
 // New returns a valve; Run starts it.
-func New(db *queue.DB, codec Codec, cfg Settings, log *slog.Logger) (*Valve, error) {
+func New(db queue.Store, codec Codec, cfg Settings, log *slog.Logger) (*Valve, error) {
 	cfg.fill()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -151,12 +157,14 @@ func (v *Valve) Name() string { return v.cfg.Name }
 // Run consumes the normal tables until ctx is done. It waits for the
 // tables to exist (creating them is the user's job, as with mvalve create).
 // It returns once every goroutine it started has stopped and the state
-// the hooks recorded is stored; a Valve runs once.
+// the hooks recorded is stored. Run may be called again once it returned:
+// each run starts from the stored state (the counters go on).
 func (v *Valve) Run(ctx context.Context) error {
 	for _, t := range v.cfg.NormalTables {
 		v.db.Reserve(v.cfg.Database, t)
 	}
 	v.mu.Lock()
+	v.resetLocked()
 	v.running = true
 	v.mu.Unlock()
 	var hooks []func()
@@ -204,11 +212,22 @@ func (v *Valve) Run(ctx context.Context) error {
 	return err
 }
 
+// resetLocked forgets the state of an earlier run (another process may
+// have changed the stored one since); v.mu must be held.
+func (v *Valve) resetLocked() {
+	for _, d := range v.dests {
+		d.waiting, d.flights, d.charges = nil, nil, nil
+		d.emergencyUntil, d.checked = 0, 0
+	}
+	v.flights, v.backlog, v.dirty = map[flight]*dest{}, map[*dest]bool{}, map[*dest]bool{}
+	v.dequeues, v.acks, v.seq, v.started = nil, nil, 0, false
+}
+
 func (v *Valve) logsDequeues() bool { return v.cfg.LogDequeue && v.cfg.StatslogTable != "-" }
 
 // consume is the loop over the normal tables.
 func (v *Valve) consume(ctx context.Context) error {
-	owner := v.db.NewInternalOwner()
+	owner := v.db.NewInternalConn()
 	defer owner.Close()
 	subs := make([]queue.Sub, len(v.cfg.NormalTables))
 	for i, t := range v.cfg.NormalTables {
@@ -235,6 +254,9 @@ func (v *Valve) consume(ctx context.Context) error {
 		waiting = false
 		table := v.cfg.NormalTables[idx-1]
 		if err := v.decide(owner, table); err != nil {
+			if errors.Is(err, queue.ErrFenced) {
+				return err // another process runs the valve now
+			}
 			// Give the row back rather than lose it, and retry later.
 			_, _ = owner.Abort()
 			v.log.Warn("cannot pass a message on; retrying", "table", table, "err", err)
@@ -288,7 +310,7 @@ func ceilMicro(t time.Time) int64 {
 // released into the timed table if its destination's budget allows and
 // nothing of the destination waits before it; otherwise kept waiting (in
 // the store) for the scheduler; or dropped in an emergency window.
-func (v *Valve) decide(owner *queue.Owner, table string) error {
+func (v *Valve) decide(owner queue.Conn, table string) error {
 	src, err := v.db.Table(v.cfg.Database, table)
 	if err != nil {
 		return err
@@ -327,7 +349,7 @@ func (v *Valve) decide(owner *queue.Owner, table string) error {
 
 	switch {
 	case drop:
-		if err := owner.Apply(queue.Write{Consume: true}); err != nil {
+		if err := owner.Apply(queue.Write{Consume: true, Fence: v.fence}); err != nil {
 			return err
 		}
 		v.mu.Lock()
@@ -341,6 +363,7 @@ func (v *Valve) decide(owner *queue.Owner, table string) error {
 		tid := timed.ID()
 		err := owner.Apply(queue.Write{
 			Consume: true,
+			Fence:   v.fence,
 			Inserts: []queue.Insertion{{Table: timed, Rows: [][]byte{r}}},
 			Finish: func(first []uint64) []queue.AuxEntry {
 				v.mu.Lock()
@@ -362,6 +385,7 @@ func (v *Valve) decide(owner *queue.Owner, table string) error {
 	eb, _ := json.Marshal(e)
 	w := queue.Write{
 		Consume: true,
+		Fence:   v.fence,
 		Set:     []queue.AuxEntry{{NS: v.ns, Key: e.key, Value: eb}},
 	}
 	if statslog != nil {
@@ -523,18 +547,21 @@ func (v *Valve) load() error {
 		v.backlog[d] = true
 		v.seq = max(v.seq, e.Seq)
 	}
-	w := queue.Write{Delete: obsolete}
+	w := queue.Write{Delete: obsolete, Fence: v.fence}
 	for d, c := range changed {
 		if c {
 			w.Set = append(w.Set, v.stateEntry(d))
 		}
 	}
+	// Counted under the lock: the consume hooks, registered before load,
+	// land flights meanwhile.
+	inFlight := len(v.flights)
 	v.mu.Unlock()
 	if len(entries) > 0 {
-		v.log.Info("waiting messages restored", "messages", len(entries), "in_flight", len(v.flights))
+		v.log.Info("waiting messages restored", "messages", len(entries), "in_flight", inFlight)
 	}
 	if len(w.Set)+len(w.Delete) > 0 {
-		return v.db.NewInternalOwner().Apply(w)
+		return v.db.NewInternalConn().Apply(w)
 	}
 	return nil
 }
@@ -619,7 +646,7 @@ func (v *Valve) step() (time.Duration, error) {
 	}
 	slices.SortFunc(batch, func(a, b *entry) int { return cmpUint(a.Seq, b.Seq) })
 	rows := make([][]byte, len(batch))
-	w := queue.Write{Inserts: []queue.Insertion{{Table: timed}}}
+	w := queue.Write{Inserts: []queue.Insertion{{Table: timed}}, Fence: v.fence}
 	for i, e := range batch {
 		rows[i] = e.Row
 		w.Delete = append(w.Delete, queue.AuxEntry{NS: v.ns, Key: e.key})
@@ -652,7 +679,7 @@ func (v *Valve) step() (time.Duration, error) {
 		}
 		return st
 	}
-	if err := v.db.NewInternalOwner().Apply(w); err != nil {
+	if err := v.db.NewInternalConn().Apply(w); err != nil {
 		if errors.Is(err, queue.ErrTableChanged) {
 			return 0, fmt.Errorf("the timed table was altered; waiting rows no longer fit it: %w", err)
 		}
@@ -741,6 +768,7 @@ func (v *Valve) timedConsumed(c queue.Consumed) {
 	if !v.running {
 		return
 	}
+	v.ackLocked(c)
 	now := v.now()
 	if d := v.landLocked(flight{c.TableID, c.RowID}, ceilMicro(now)); d != nil {
 		v.dirty[d] = true
@@ -748,6 +776,15 @@ func (v *Valve) timedConsumed(c queue.Consumed) {
 	}
 	if logIt {
 		v.dequeues = append(v.dequeues, dequeued{name, now})
+		signal(v.persist)
+	}
+}
+
+// ackLocked notes the store's record of consume c (if it keeps one) for
+// the persister to delete with the state c changed; v.mu must be held.
+func (v *Valve) ackLocked(c queue.Consumed) {
+	if c.Ack.NS != "" {
+		v.acks = append(v.acks, c.Ack)
 		signal(v.persist)
 	}
 }
@@ -771,6 +808,7 @@ func (v *Valve) emergencyConsumed(table string) func(queue.Consumed) {
 		if !v.running {
 			return
 		}
+		v.ackLocked(c)
 		until := v.now().Add(interval).Unix()
 		d := v.destLocked(name)
 		if until > d.emergencyUntil {
@@ -816,7 +854,7 @@ func (v *Valve) flush() error {
 		}
 	}
 	v.mu.Lock()
-	var w queue.Write
+	w := queue.Write{Fence: v.fence}
 	dirty := v.dirty
 	v.dirty = map[*dest]bool{}
 	for d := range dirty {
@@ -824,6 +862,9 @@ func (v *Valve) flush() error {
 	}
 	logs := v.dequeues
 	v.dequeues = nil
+	acks := v.acks
+	v.acks = nil
+	w.Delete = acks
 	v.mu.Unlock()
 	if statslog != nil && len(logs) > 0 {
 		ins := queue.Insertion{Table: *statslog}
@@ -836,15 +877,16 @@ func (v *Valve) flush() error {
 			w.Inserts = []queue.Insertion{ins}
 		}
 	}
-	if len(w.Set)+len(w.Inserts) == 0 {
+	if len(w.Set)+len(w.Inserts)+len(w.Delete) == 0 {
 		return nil
 	}
-	err := v.db.NewInternalOwner().Apply(w)
+	err := v.db.NewInternalConn().Apply(w)
 	if err != nil {
 		v.mu.Lock()
 		for d := range dirty {
 			v.dirty[d] = true
 		}
+		v.acks = append(acks, v.acks...)
 		if statslog != nil && !errors.Is(err, queue.ErrNoSuchTable) && !errors.Is(err, queue.ErrTableChanged) {
 			v.dequeues = append(logs, v.dequeues...)
 		}
@@ -863,10 +905,14 @@ type Status struct {
 	DropUntil                              time.Time // zero if no emergency window is open
 }
 
-// Status reports the valve's destinations, sorted by name.
+// Status reports the valve's destinations, sorted by name; nothing while
+// RunElected waits to be elected (another process runs the valve).
 func (v *Valve) Status() []Status {
 	v.mu.Lock()
 	defer v.mu.Unlock()
+	if v.standby {
+		return nil
+	}
 	now := v.now()
 	out := make([]Status, 0, len(v.dests))
 	for _, d := range v.dests {

@@ -323,10 +323,10 @@ func (r *rig) insert(table, dest string, msgs ...string) {
 	}
 }
 
-// waitFor polls cond (every 2 ms) until it holds, failing after 10 s.
+// waitFor polls cond (every 2 ms) until it holds, failing after a minute.
 func (r *rig) waitFor(what string, cond func() bool) {
 	r.t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(time.Minute)
 	for !cond() {
 		if time.Now().After(deadline) {
 			r.t.Fatalf("timed out waiting for %s", what)

@@ -1,9 +1,12 @@
 // Command chart summarises the JSON results written by bench/compare: it
-// prints a side-by-side Markdown table (q4mproxy vs MariaDB) and draws a PNG
-// bar chart of messages per second per workload.
+// prints a Markdown table of every workload on every server (q4mproxy and
+// its anchors MariaDB, PostgreSQL and RabbitMQ), with messages per second,
+// the ratio to q4mproxy, CPU time per message and latencies, then the
+// targets, and draws a PNG bar chart of messages per second.
 //
-// Result files are named <workload>.<server>.r<N>.json, with server
-// "q4mproxy" or "mariadb"; over several rounds the median is reported.
+// Result files are named <workload>.<server>.r<N>.json, with server one of
+// q4mproxy, mariadb, postgres, rabbitmq, rabbitmq-best; over several rounds
+// the median is reported.
 //
 //	go run ./bench/chart -dir bench/results -md bench/results/latest.md -png bench/results/latest.png
 package main
@@ -15,16 +18,13 @@ import (
 	"image"
 	"image/color"
 	"image/draw"
-	"image/png"
 	"io"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 
-	"golang.org/x/image/font"
-	"golang.org/x/image/font/basicfont"
-	"golang.org/x/image/math/fixed"
+	"github.com/q4mproxy/q4mproxy/bench/plot"
 )
 
 type summary struct {
@@ -42,6 +42,8 @@ type result struct {
 	Errors     int64              `json:"errors"`
 	Duplicates int                `json:"duplicates"`
 	Missing    int                `json:"missing"`
+	ServerCPU  float64            `json:"server_cpu_us_per_message"`
+	ClientCPU  float64            `json:"client_cpu_us_per_message"`
 }
 
 // workloads in display order.
@@ -52,14 +54,40 @@ var workloads = []struct{ key, title string }{
 	{"insert16", "insert 16P"},
 }
 
+// servers in display order, with what each promises when it acknowledges
+// (as bench/compare configures it).
+var servers = []struct {
+	key, name, produce, consume string
+	color                       color.RGBA
+}{
+	{"q4mproxy", "q4mproxy", "INSERT's reply after its rows are synced (group commit)",
+		"a row's removal is synced before the next row is handed to the same connection (queue_wait's first step); a crash redelivers owned rows",
+		color.RGBA{0x2b, 0x6c, 0xb0, 0xff}},
+	{"mariadb", "MariaDB", "COMMIT synced (innodb_flush_log_at_trx_commit=1)", "the DELETE's COMMIT synced", color.RGBA{0xe0, 0x7b, 0x24, 0xff}},
+	{"postgres", "PostgreSQL", "INSERT's autocommit synced (fsync=on, synchronous_commit=on)", "the DELETE ... RETURNING autocommit synced", color.RGBA{0x33, 0x99, 0x66, 0xff}},
+	{"rabbitmq", "RabbitMQ", "publisher confirm after the quorum queue's log is synced",
+		"manual ack, not answered: settled later through the queue's log; a crash may redeliver", color.RGBA{0xb0, 0x3a, 0x2e, 0xff}},
+	{"rabbitmq-best", "RabbitMQ, prefetch 200, confirm window 200", "as above, up to 200 unconfirmed per producer", "as above, up to 200 unacked per consumer", color.RGBA{0xe8, 0x9a, 0x90, 0xff}},
+}
+
+func serverName(key string) string {
+	for _, s := range servers {
+		if s.key == key {
+			return s.name
+		}
+	}
+	return key
+}
+
 // agg is the median over rounds of one workload on one server.
 type agg struct {
-	n        int
-	messages int
-	consume  string
-	rate     float64
-	lat      map[string][2]float64 // op -> p50, p99
-	bad      int64                 // errors + missing + duplicates, summed
+	n          int
+	messages   int
+	consume    string
+	rate       float64
+	scpu, ccpu float64               // CPU µs per message: server, q4mbench
+	lat        map[string][2]float64 // op -> p50, p99
+	bad        int64                 // errors + missing + duplicates, summed
 }
 
 func median(v []float64) float64 {
@@ -79,7 +107,7 @@ func load(dir, wl, server string) (*agg, error) {
 		return nil, nil
 	}
 	a := &agg{lat: map[string][2]float64{}}
-	var rates []float64
+	var rates, scpu, ccpu []float64
 	lat := map[string][2][]float64{}
 	for _, f := range files {
 		b, err := os.ReadFile(f)
@@ -95,6 +123,12 @@ func load(dir, wl, server string) (*agg, error) {
 		a.consume = r.Consume
 		a.bad += r.Errors + int64(r.Missing) + int64(r.Duplicates)
 		rates = append(rates, r.PerSecond)
+		if r.ServerCPU > 0 {
+			scpu = append(scpu, r.ServerCPU)
+		}
+		if r.ClientCPU > 0 {
+			ccpu = append(ccpu, r.ClientCPU)
+		}
 		for op, s := range r.Latency {
 			l := lat[op]
 			l[0] = append(l[0], s.P50)
@@ -103,6 +137,7 @@ func load(dir, wl, server string) (*agg, error) {
 		}
 	}
 	a.rate = median(rates)
+	a.scpu, a.ccpu = median(scpu), median(ccpu)
 	for op, l := range lat {
 		a.lat[op] = [2]float64{median(l[0]), median(l[1])}
 	}
@@ -110,35 +145,51 @@ func load(dir, wl, server string) (*agg, error) {
 }
 
 func lat(a *agg, op string) string {
-	if a == nil {
-		return "–"
-	}
-	l, ok := a.lat[op]
+	l, ok := a.latIf(op)
 	if !ok {
 		return "–"
 	}
 	return fmt.Sprintf("%.2f / %.2f", l[0], l[1])
 }
 
-func rate(a *agg) string {
-	if a == nil {
+func cpu(v float64) string {
+	if v <= 0 {
 		return "–"
 	}
-	return fmt.Sprintf("%.0f", a.rate)
+	return fmt.Sprintf("%.0f", v)
 }
 
-func count(a *agg) string {
-	if a == nil {
-		return "–"
+// results holds every aggregate, by workload and server.
+type results map[string]map[string]*agg
+
+func (r results) get(wl, server string) *agg { return r[wl][server] }
+
+// ratio is q4mproxy's rate over server's on wl, 0 if either is missing.
+func (r results) ratio(wl, server string) float64 {
+	q, m := r.get(wl, "q4mproxy"), r.get(wl, server)
+	if q == nil || m == nil || m.rate <= 0 {
+		return 0
 	}
-	return fmt.Sprint(a.messages)
+	return q.rate / m.rate
 }
 
-type row struct {
-	title    string
-	q, m     *agg
-	ratio    float64 // q/m, 0 if unknown
-	ratioStr string
+func loadAll(dir string) (results, error) {
+	r := results{}
+	for _, wl := range []string{"mixed16", "mixed1", "drain16", "insert16", "mixed16-other", "mixed16-nosync", "wake", "backlog-small", "backlog-large"} {
+		for _, s := range servers {
+			a, err := load(dir, wl, s.key)
+			if err != nil {
+				return nil, err
+			}
+			if a != nil {
+				if r[wl] == nil {
+					r[wl] = map[string]*agg{}
+				}
+				r[wl][s.key] = a
+			}
+		}
+	}
+	return r, nil
 }
 
 func main() {
@@ -148,74 +199,23 @@ func main() {
 	header := flag.String("header", "", "text put above the table")
 	flag.Parse()
 
-	var rows []row
-	for _, w := range workloads {
-		q, err := load(*dir, w.key, "q4mproxy")
-		if err != nil {
-			fail(err)
-		}
-		m, err := load(*dir, w.key, "mariadb")
-		if err != nil {
-			fail(err)
-		}
-		r := row{title: w.title, q: q, m: m, ratioStr: "–"}
-		if q != nil && m != nil && m.rate > 0 {
-			r.ratio = q.rate / m.rate
-			r.ratioStr = fmt.Sprintf("%.2fx", r.ratio)
-		}
-		rows = append(rows, r)
-	}
-	nosync, err := load(*dir, "mixed16-nosync", "q4mproxy")
+	res, err := loadAll(*dir)
 	if err != nil {
 		fail(err)
 	}
-	other, err := load(*dir, "mixed16-other", "q4mproxy")
-	if err != nil {
-		fail(err)
-	}
-
 	var out strings.Builder
 	if *header != "" {
 		out.WriteString(*header + "\n\n")
 	}
-	out.WriteString("| workload | q4mproxy msg/s | MariaDB msg/s | ratio | q4m insert p50/p99 ms | q4m consume p50/p99 ms | MariaDB insert p50/p99 ms | MariaDB consume p50/p99 ms | messages q4m / MariaDB |\n")
-	out.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
-	for _, r := range rows {
-		fmt.Fprintf(&out, "| %s | %s | %s | %s | %s | %s | %s | %s | %s / %s |\n", r.title, rate(r.q), rate(r.m), r.ratioStr,
-			lat(r.q, "insert"), lat(r.q, "consume"), lat(r.m, "insert"), lat(r.m, "consume"), count(r.q), count(r.m))
-	}
-	if other != nil {
-		r := row{title: "mixed 16P+16C, " + other.consume, q: other, m: rows[0].m, ratioStr: "–"}
-		if r.m != nil && r.m.rate > 0 {
-			r.ratio = other.rate / r.m.rate
-			r.ratioStr = fmt.Sprintf("%.2fx", r.ratio)
-		}
-		fmt.Fprintf(&out, "| %s | %s | %s | %s | %s | %s | – | – | %s / – |\n", r.title, rate(other), rate(r.m), r.ratioStr,
-			lat(other, "insert"), lat(other, "consume"), count(other))
-	}
-	if nosync != nil {
-		fmt.Fprintf(&out, "| mixed 16P+16C, q4mproxy --sync off | %s | – | – | %s | %s | – | – | %s / – |\n",
-			rate(nosync), lat(nosync, "insert"), lat(nosync, "consume"), count(nosync))
-		if rows[0].q != nil && nosync.rate > 0 {
-			fmt.Fprintf(&out, "\nq4mproxy durable / no-sync (mixed 16P+16C): %.0f / %.0f msg/s = %.2f\n", rows[0].q.rate, nosync.rate, rows[0].q.rate/nosync.rate)
-		}
-	}
-	var bad []string
-	for _, r := range rows {
-		for _, x := range []struct {
-			n string
-			a *agg
-		}{{"q4mproxy", r.q}, {"MariaDB", r.m}} {
-			if x.a != nil && x.a.bad > 0 {
-				bad = append(bad, fmt.Sprintf("%s on %s: %d errors/missing/duplicates", r.title, x.n, x.a.bad))
-			}
-		}
-	}
-	if len(bad) > 0 {
-		out.WriteString("\nWARNING: " + strings.Join(bad, "; ") + "\n")
-	}
-	if err := writeTargets(&out, *dir, rows[0], rows[1].q, nosync); err != nil {
+	writeTable(&out, res)
+	if err := writeTargets(&out, *dir, res); err != nil {
 		fail(err)
+	}
+	out.WriteString("\nWhat each server promises when it acknowledges:\n\n| server | a produce (INSERT, publish) | a consume |\n|---|---|---|\n")
+	for _, s := range servers {
+		if s.key != "rabbitmq-best" {
+			fmt.Fprintf(&out, "| %s | %s | %s |\n", s.name, s.produce, s.consume)
+		}
 	}
 	io.WriteString(os.Stdout, out.String())
 	if *md != "" {
@@ -224,15 +224,51 @@ func main() {
 		}
 	}
 	if *pngOut != "" {
-		if other != nil {
-			rows = append(rows, row{title: "16+16 " + other.consume, q: other, ratioStr: ""})
-		}
-		if nosync != nil {
-			rows = append(rows, row{title: "16+16 --sync off", q: nosync, ratioStr: ""})
-		}
-		if err := draw_(*pngOut, rows); err != nil {
+		if err := drawChart(*pngOut, res); err != nil {
 			fail(err)
 		}
+	}
+}
+
+// writeTable writes one row per workload and server.
+func writeTable(out *strings.Builder, res results) {
+	out.WriteString("| workload | server | msg/s | q4mproxy ÷ it | server CPU µs/msg | q4mbench CPU µs/msg | insert p50 / p99 ms | consume p50 / p99 ms | messages |\n")
+	out.WriteString("|---|---|---:|---:|---:|---:|---:|---:|---:|\n")
+	row := func(title, name string, a *agg, ratio float64) {
+		r := "–"
+		if ratio > 0 {
+			r = fmt.Sprintf("%.2f×", ratio)
+		}
+		fmt.Fprintf(out, "| %s | %s | %.0f | %s | %s | %s | %s | %s | %d |\n", title, name, a.rate, r, cpu(a.scpu), cpu(a.ccpu),
+			lat(a, "insert"), lat(a, "consume"), a.messages)
+	}
+	var bad []string
+	for _, w := range workloads {
+		for _, s := range servers {
+			a := res.get(w.key, s.key)
+			if a == nil {
+				continue
+			}
+			ratio := 0.0
+			if s.key != "q4mproxy" {
+				ratio = res.ratio(w.key, s.key)
+			}
+			row(w.title, s.name, a, ratio)
+			if a.bad > 0 {
+				bad = append(bad, fmt.Sprintf("%s on %s: %d errors/missing/duplicates", w.title, s.name, a.bad))
+			}
+		}
+		if w.key == "mixed16" {
+			if a := res.get("mixed16-other", "q4mproxy"); a != nil {
+				row(w.title, "q4mproxy, consume "+a.consume, a, 0)
+			}
+			if a := res.get("mixed16-nosync", "q4mproxy"); a != nil {
+				row(w.title, "q4mproxy --sync off", a, 0)
+			}
+		}
+	}
+	if len(bad) > 0 {
+		out.WriteString("\nWARNING: " + strings.Join(bad, "; ") + "\n")
 	}
 }
 
@@ -241,109 +277,93 @@ func fail(err error) {
 	os.Exit(1)
 }
 
-var (
-	colQ    = color.RGBA{0x2b, 0x6c, 0xb0, 0xff}
-	colM    = color.RGBA{0xe0, 0x7b, 0x24, 0xff}
-	colText = color.RGBA{0x20, 0x20, 0x20, 0xff}
-	colGrid = color.RGBA{0xdd, 0xdd, 0xdd, 0xff}
-)
-
-func text(img draw.Image, x, y int, s string, c color.Color) {
-	d := &font.Drawer{Dst: img, Src: image.NewUniform(c), Face: basicfont.Face7x13, Dot: fixed.P(x, y)}
-	d.DrawString(s)
+type bar struct {
+	a *agg
+	c color.Color
 }
 
-func textCentered(img draw.Image, cx, y int, s string, c color.Color) {
-	text(img, cx-len(s)*7/2, y, s, c)
-}
-
-func draw_(path string, rows []row) error {
+// drawChart draws messages/s per workload, one bar per server, and
+// q4mproxy's other consume style and --sync off as bars of their own.
+func drawChart(path string, res results) error {
+	type group struct {
+		title string
+		bars  []bar
+	}
+	var groups []group
+	for _, w := range workloads {
+		g := group{title: w.title}
+		for _, s := range servers {
+			if a := res.get(w.key, s.key); a != nil {
+				g.bars = append(g.bars, bar{a, s.color})
+			}
+		}
+		if len(g.bars) > 0 {
+			groups = append(groups, g)
+		}
+	}
+	if a := res.get("mixed16-other", "q4mproxy"); a != nil {
+		groups = append(groups, group{"16+16 " + a.consume, []bar{{a, servers[0].color}}})
+	}
+	if a := res.get("mixed16-nosync", "q4mproxy"); a != nil {
+		groups = append(groups, group{"16+16 --sync off", []bar{{a, servers[0].color}}})
+	}
+	if len(groups) == 0 {
+		return fmt.Errorf("no results to draw")
+	}
 	const (
-		W, H           = 900, 480
+		W, H           = 1100, 500
 		left, right    = 70, 20
-		top, bottom    = 50, 70
-		barW, innerGap = 40, 6
+		top, bottom    = 60, 50
+		barW, innerGap = 28, 4
 	)
 	img := image.NewRGBA(image.Rect(0, 0, W, H))
 	draw.Draw(img, img.Bounds(), image.White, image.Point{}, draw.Src)
 	maxRate := 1.0
-	for _, r := range rows {
-		for _, a := range []*agg{r.q, r.m} {
-			if a != nil && a.rate > maxRate {
-				maxRate = a.rate
-			}
+	for _, g := range groups {
+		for _, b := range g.bars {
+			maxRate = max(maxRate, b.a.rate)
 		}
 	}
-	// a round axis maximum: 1, 2 or 5 times a power of ten
-	step := 1.0
-	for step*10 < maxRate {
-		step *= 10
-	}
-	axisMax := step
-	for _, f := range []float64{1, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10} {
-		if f*step >= maxRate*1.1 {
-			axisMax = f * step
-			break
-		}
-	}
+	axisMax := plot.NiceMax(maxRate)
 	plotH := H - top - bottom
 	yOf := func(v float64) int { return H - bottom - int(v/axisMax*float64(plotH)) }
 	for i := 0; i <= 5; i++ {
 		v := axisMax * float64(i) / 5
 		y := yOf(v)
-		draw.Draw(img, image.Rect(left, y, W-right, y+1), image.NewUniform(colGrid), image.Point{}, draw.Src)
+		draw.Draw(img, image.Rect(left, y, W-right, y+1), image.NewUniform(plot.ColGrid), image.Point{}, draw.Src)
 		s := fmt.Sprintf("%.0f", v)
-		text(img, left-8-len(s)*7, y+4, s, colText)
+		plot.Text(img, left-8-len(s)*7, y+4, s, plot.ColText)
 	}
-	text(img, left, 20, "q4mproxy vs MariaDB (InnoDB, SKIP LOCKED): messages/s, higher is better", colText)
-	draw.Draw(img, image.Rect(W-260, 28, W-248, 40), image.NewUniform(colQ), image.Point{}, draw.Src)
-	text(img, W-244, 38, "q4mproxy", colText)
-	draw.Draw(img, image.Rect(W-170, 28, W-158, 40), image.NewUniform(colM), image.Point{}, draw.Src)
-	text(img, W-154, 38, "MariaDB", colText)
-
-	groupW := (W - left - right) / len(rows)
-	for i, r := range rows {
+	plot.Text(img, left, 18, "q4mproxy against MariaDB, PostgreSQL (SKIP LOCKED) and RabbitMQ (quorum queue): messages/s, higher is better", plot.ColText)
+	x := left
+	for _, s := range servers {
+		draw.Draw(img, image.Rect(x, 28, x+12, 40), image.NewUniform(s.color), image.Point{}, draw.Src)
+		plot.Text(img, x+16, 38, s.name, plot.ColText)
+		x += 16 + len(s.name)*7 + 16
+	}
+	groupW := (W - left - right) / len(groups)
+	for i, g := range groups {
 		cx := left + groupW*i + groupW/2
-		bars := []struct {
-			a *agg
-			c color.Color
-		}{{r.q, colQ}, {r.m, colM}}
-		if r.m == nil && r.ratioStr == "" {
-			bars = bars[:1]
-		}
-		total := len(bars)*barW + (len(bars)-1)*innerGap
+		total := len(g.bars)*barW + (len(g.bars)-1)*innerGap
 		x := cx - total/2
-		for _, b := range bars {
-			if b.a != nil {
-				y := yOf(b.a.rate)
-				draw.Draw(img, image.Rect(x, y, x+barW, H-bottom), image.NewUniform(b.c), image.Point{}, draw.Src)
-				textCentered(img, x+barW/2, y-4, fmt.Sprintf("%.0f", b.a.rate), colText)
-			} else {
-				textCentered(img, x+barW/2, H-bottom-4, "n/a", colText)
+		for _, b := range g.bars {
+			y := yOf(b.a.rate)
+			draw.Draw(img, image.Rect(x, y, x+barW, H-bottom), image.NewUniform(b.c), image.Point{}, draw.Src)
+			label := fmt.Sprintf("%.0f", b.a.rate)
+			if b.a.rate >= 1000 {
+				label = fmt.Sprintf("%.1fk", b.a.rate/1000)
 			}
+			plot.TextCentered(img, x+barW/2, y-4, label, plot.ColText)
 			x += barW + innerGap
 		}
-		textCentered(img, cx, H-bottom+18, r.title, colText)
-		if r.ratioStr != "" && r.ratioStr != "–" {
-			textCentered(img, cx, H-bottom+36, "ratio "+r.ratioStr, colText)
-		} else if r.m == nil {
-			textCentered(img, cx, H-bottom+36, "(q4mproxy only)", colText)
-		}
+		plot.TextCentered(img, cx, H-bottom+18, g.title, plot.ColText)
 	}
-	draw.Draw(img, image.Rect(left, H-bottom, W-right, H-bottom+1), image.NewUniform(colText), image.Point{}, draw.Src)
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	if err := png.Encode(f, img); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
+	draw.Draw(img, image.Rect(left, H-bottom, W-right, H-bottom+1), image.NewUniform(plot.ColText), image.Point{}, draw.Src)
+	return plot.SavePNG(path, img)
 }
 
 // writeTargets adds the issue's targets, each with what this run measured.
-func writeTargets(out *strings.Builder, dir string, mixed row, oneOne, nosync *agg) error {
+func writeTargets(out *strings.Builder, dir string, res results) error {
 	var fsync struct {
 		AppendP50    float64 `json:"append_p50_ms"`
 		OverwriteP50 float64 `json:"overwrite_p50_ms"`
@@ -361,18 +381,6 @@ func writeTargets(out *strings.Builder, dir string, mixed row, oneOne, nosync *a
 	if err != nil {
 		return err
 	}
-	wake, err := load(dir, "wake", "q4mproxy")
-	if err != nil {
-		return err
-	}
-	small, err := load(dir, "backlog-small", "q4mproxy")
-	if err != nil {
-		return err
-	}
-	large, err := load(dir, "backlog-large", "q4mproxy")
-	if err != nil {
-		return err
-	}
 	out.WriteString("\n| target | goal | measured | met |\n|---|---|---|---|\n")
 	line := func(target, goal, measured string, met bool) {
 		m := "no"
@@ -381,27 +389,45 @@ func writeTargets(out *strings.Builder, dir string, mixed row, oneOne, nosync *a
 		}
 		fmt.Fprintf(out, "| %s | %s | %s | %s |\n", target, goal, measured, m)
 	}
-	if mixed.ratio > 0 {
-		line("mixed 16P+16C vs MariaDB", "≥ 20×", fmt.Sprintf("%.1f×", mixed.ratio), mixed.ratio >= 20)
+	for _, t := range []struct {
+		server string
+		goal   float64
+	}{{"mariadb", 20}, {"postgres", 3}, {"rabbitmq", 3}, {"rabbitmq-best", 2}} {
+		if r := res.ratio("mixed16", t.server); r > 0 {
+			line("mixed 16P+16C vs "+serverName(t.server), fmt.Sprintf("≥ %g×", t.goal), fmt.Sprintf("%.1f×", r), r >= t.goal)
+		}
 	}
-	if mixed.q != nil && nosync != nil && nosync.rate > 0 {
-		f := mixed.q.rate / nosync.rate
-		line("durable vs --sync off (mixed 16P+16C)", "≥ 0.70", fmt.Sprintf("%.2f", f), f >= 0.70)
+	mixed := res.get("mixed16", "q4mproxy")
+	if mixed != nil && mixed.scpu > 0 {
+		line("q4mproxy server CPU per message, mixed 16P+16C", "≤ 30 µs", fmt.Sprintf("%.0f µs", mixed.scpu), mixed.scpu <= 30)
 	}
-	if l, ok := oneOne.latIf("insert"); ok && haveFsync && fsync.AppendP50 > 0 {
+	if nosync := res.get("mixed16-nosync", "q4mproxy"); mixed != nil && nosync != nil && nosync.rate > 0 {
+		f := mixed.rate / nosync.rate
+		line("durable vs --sync off (mixed 16P+16C)", "≥ 0.70", fmt.Sprintf("%.0f / %.0f msg/s = %.2f", mixed.rate, nosync.rate, f), f >= 0.70)
+	}
+	if l, ok := res.get("mixed1", "q4mproxy").latIf("insert"); ok && haveFsync && fsync.AppendP50 > 0 {
 		line("1P+1C insert p50 / fsync p50", "≤ 1.5×", fmt.Sprintf("%.2f ms / %.3f ms = %.1f× (overwriting fsync %.3f ms: %.1f×)",
 			l[0], fsync.AppendP50, l[0]/fsync.AppendP50, fsync.OverwriteP50, l[0]/fsync.OverwriteP50), l[0] <= 1.5*fsync.AppendP50)
 	}
-	if l, ok := wake.latIf("wake"); ok {
+	if l, ok := res.get("wake", "q4mproxy").latIf("wake"); ok {
 		line("idle consumer woken, INSERT reply → delivery, p99", "≤ 2 ms", fmt.Sprintf("%.3f ms (p50 %.3f ms)", l[1], l[0]), l[1] <= 2)
 	}
-	if small != nil && large != nil && small.rate > 0 {
+	if small, large := res.get("backlog-small", "q4mproxy"), res.get("backlog-large", "q4mproxy"); small != nil && large != nil && small.rate > 0 {
 		f := large.rate / small.rate
 		line("mixed 16P+16C behind 1,000,000 vs behind 1,000 queued", "≥ 0.80", fmt.Sprintf("%.0f / %.0f msg/s = %.2f", large.rate, small.rate, f), f >= 0.8)
 	}
 	if haveBacklog {
 		line("RSS with the 1,000,000 backlog", "≤ 300 MB", fmt.Sprintf("%.0f MB", float64(backlog.RSSKB)/1024), backlog.RSSKB <= 300*1024)
 		line("restart after kill -9 with the backlog (until listening)", "≤ 5 s", fmt.Sprintf("%.2f s, %d rows", float64(backlog.RestartMS)/1000, backlog.Rows), backlog.RestartMS <= 5000)
+	}
+	var p50s []string
+	for _, s := range servers {
+		if l, ok := res.get("mixed1", s.key).latIf("consume"); ok {
+			p50s = append(p50s, fmt.Sprintf("%s %.2f ms", s.name, l[0]))
+		}
+	}
+	if len(p50s) > 0 {
+		fmt.Fprintf(out, "\n1P+1C consume p50: %s.\n", strings.Join(p50s, ", "))
 	}
 	return nil
 }

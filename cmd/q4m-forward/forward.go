@@ -153,6 +153,7 @@ type forwarderConfig struct {
 	Reset           bool
 	WaitTimeout     int
 	LogEvery        int
+	ProgressEvery   time.Duration
 	ExitWhenEmpty   bool
 	ShutdownTimeout time.Duration
 	DialTimeout     time.Duration
@@ -456,12 +457,40 @@ func (f *forwarder) deliver(work context.Context, msg *message) error {
 	}
 	f.forwarded++
 	f.log.Debug("forwarded", keyRowID, msg.rowid, "bytes", msg.size())
-	if every := int64(f.cfg.LogEvery); every > 0 && f.forwarded%every == 0 {
-		now := time.Now()
-		f.log.Info("progress", keyForwarded, f.forwarded, keyRate, rate(f.forwarded-f.lastCount, now.Sub(f.lastTime)))
-		f.lastCount, f.lastTime = f.forwarded, now
+	now := time.Now()
+	byCount := f.cfg.LogEvery > 0 && f.forwarded%int64(f.cfg.LogEvery) == 0
+	byTime := f.cfg.ProgressEvery > 0 && now.Sub(f.lastTime) >= f.cfg.ProgressEvery
+	if byCount || byTime {
+		f.logProgress(work, now)
 	}
 	return nil
+}
+
+// logProgress logs the count, the rate since the last line and, if the
+// source answers SELECT COUNT(*) (on a connection of its own: the relay's
+// is in owner mode), the backlog: rows still to forward, the percentage of
+// this run's work done (forwarded / (forwarded + backlog)) and, at the
+// current rate, the time left.
+func (f *forwarder) logProgress(work context.Context, now time.Time) {
+	r := rate(f.forwarded-f.lastCount, now.Sub(f.lastTime))
+	attrs := []any{keyForwarded, f.forwarded, keyRate, r}
+	ctx, cancel := context.WithTimeout(work, 5*time.Second)
+	defer cancel()
+	var n int64
+	if err := f.src.db.QueryRowContext(ctx, "SELECT COUNT(*) FROM "+quoteTable(f.cfg.Src.Table)).Scan(&n); err != nil {
+		f.log.Debug("no backlog count", keySide, sideSource, keyErr, err)
+	} else {
+		// COUNT(*) counts owned rows too (as Q4M's does): the row just
+		// delivered is one, consumed by the next queue_wait.
+		backlog := max(n-1, 0)
+		pct := float64(int64(float64(f.forwarded)/float64(f.forwarded+backlog)*1000+0.5)) / 10
+		attrs = append(attrs, "backlog", backlog, "percent", pct)
+		if backlog > 0 && r > 0 {
+			attrs = append(attrs, "eta", time.Duration(float64(backlog)/r*float64(time.Second)).Round(time.Second))
+		}
+	}
+	f.log.Info("progress", attrs...)
+	f.lastCount, f.lastTime = f.forwarded, now
 }
 
 // rate is n per d in messages per second, to one decimal.

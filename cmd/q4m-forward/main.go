@@ -27,7 +27,10 @@
 //	--wait-timeout=S     seconds each queue_wait blocks (default 60)
 //	--exit-when-empty    exit with status 0 when queue_wait times out
 //	--log-every=N        Info line with the count and the rate (msg/s) every
-//	                     N messages (default 1000; 0: never)
+//	                     N messages (default 1000; 0: never), and the source's
+//	                     backlog, the percentage caught up and the time left
+//	--progress-interval=D the same line also when D passed since the last one
+//	                     and a message moved (default 2s; 0: never)
 //	--log-level=L        debug, info, warn or error (default info)
 //	--log-format=F       text or json (default text), on stderr
 //	--shutdown-timeout=D after a signal, how long a row being written may
@@ -105,6 +108,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/q4mproxy/q4mproxy/internal/progress"
 )
 
 // Version is set at build time with -ldflags "-X main.Version=...".
@@ -144,8 +149,9 @@ type Main struct {
 	Src, Dst        endpoint
 	Reset           bool
 	Sender          int
-	WaitTimeout     int // seconds, passed to queue_wait
-	LogEvery        int // messages between progress lines; 0 for none
+	WaitTimeout     int           // seconds, passed to queue_wait
+	LogEvery        int           // messages between progress lines; 0 for none
+	ProgressEvery   time.Duration // time between progress lines; 0 for none
 	ExitWhenEmpty   bool
 	LogLevel        string
 	LogFormat       string
@@ -163,6 +169,7 @@ func NewMain() *Main {
 	return &Main{
 		WaitTimeout:     60,
 		LogEvery:        1000,
+		ProgressEvery:   progress.DefaultInterval,
 		LogLevel:        "info",
 		LogFormat:       "text",
 		ShutdownTimeout: 10 * time.Second,
@@ -202,7 +209,8 @@ func (m *Main) ParseFlags(args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&m.Sender, "sender", m.Sender, "sender slot `N` used for checking duplicates (0..63)")
 	fs.IntVar(&m.WaitTimeout, "wait-timeout", m.WaitTimeout, "`seconds` each queue_wait blocks for (0: do not block, which polls without pause unless --exit-when-empty)")
 	fs.BoolVar(&m.ExitWhenEmpty, "exit-when-empty", m.ExitWhenEmpty, "exit (status 0) when queue_wait times out, i.e. the source is empty")
-	fs.IntVar(&m.LogEvery, "log-every", m.LogEvery, "log the count and the rate every `N` messages (0: never)")
+	fs.IntVar(&m.LogEvery, "log-every", m.LogEvery, "log the count, the rate and the source's backlog every `N` messages (0: never)")
+	fs.DurationVar(&m.ProgressEvery, "progress-interval", m.ProgressEvery, "log the same line also when this `duration` passed since the last one and a message moved (0: never)")
 	fs.StringVar(&m.LogLevel, "log-level", m.LogLevel, "debug, info, warn or error")
 	fs.StringVar(&m.LogFormat, "log-format", m.LogFormat, "text or json")
 	fs.DurationVar(&m.ShutdownTimeout, "shutdown-timeout", m.ShutdownTimeout, "after a signal, how long to finish writing the current row")
@@ -250,6 +258,9 @@ func (m *Main) ParseFlags(args []string, stdout, stderr io.Writer) error {
 	}
 	if m.LogEvery < 0 {
 		return fmt.Errorf("--log-every must not be negative")
+	}
+	if m.ProgressEvery < 0 {
+		return fmt.Errorf("--progress-interval must not be negative")
 	}
 	if m.ShutdownTimeout < 0 {
 		return fmt.Errorf("--shutdown-timeout must not be negative")
@@ -304,6 +315,7 @@ func (m *Main) Run(ctx context.Context) error {
 		Reset:           m.Reset,
 		WaitTimeout:     m.WaitTimeout,
 		LogEvery:        m.LogEvery,
+		ProgressEvery:   m.ProgressEvery,
 		ExitWhenEmpty:   m.ExitWhenEmpty,
 		ShutdownTimeout: m.ShutdownTimeout,
 		DialTimeout:     m.DialTimeout,

@@ -54,4 +54,13 @@ $dbh->rollback;
 is(val($dbh, "SELECT COUNT(*) FROM $tbl WHERE name = 'tx'"), 0, 'rolled back upstream');
 is(val($dbh, "SELECT COUNT(*) FROM $q"), 1, 'queue write kept');
 
+# INSERT INTO the queue table SELECT from the upstream table, with
+# parameters (a server-side prepared statement with server_prepare=1).
+$dbh->do("DELETE FROM $q");
+my $copy = $dbh->prepare("INSERT INTO $q (user_id, what) SELECT id, CONCAT(name, ?) FROM $tbl WHERE id > ? AND name <> ? ORDER BY id");
+is($copy->execute(" it's", 3, 'user9'), 2, 'INSERT ... SELECT with parameters: 2 rows');
+is($copy->execute("\\", 4, 'user9'), 1, 'executed again: 1 row');
+is_deeply(rows($dbh, "SELECT user_id, what FROM $q"), [[4, "user4 it's"], [5, "user5 it's"], [5, "user5\\"]],
+    'rows copied with the parameters applied');
+
 done_testing();

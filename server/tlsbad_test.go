@@ -1,0 +1,134 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+
+	"github.com/q4mproxy/q4mproxy/queue"
+	"github.com/q4mproxy/q4mproxy/sqlfront"
+)
+
+// syncBuffer is a log destination tests read while the server writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestTLSBadHandshake: a handshake response over TLS that announces more
+// auth data than it holds. go-mysql answers ERROR 1043 when the overflow
+// goes past its read buffer and panics when it does not; the panic is a
+// failed handshake like any other (counted in Aborted_connects, not logged
+// as a server fault), the connection is closed, and the server goes on.
+// (Plaintext gets 1043 for both: TestBadHandshakeAuthLength.)
+func TestTLSBadHandshake(t *testing.T) {
+	logs := &syncBuffer{}
+	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	db, err := queue.Open("db", &queue.Options{FS: vfs.NewMem(), Logger: log, InitialDatabases: []string{"test"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := New(nil, Config{Version: "5.7.99-test", Users: map[string]string{"root": "secret"}, Logger: log,
+		TLS: testTLSConfig(t), HandshakeTimeout: time.Minute})
+	srv.SetEngine(sqlfront.NewEngine(db, sqlfront.Config{Version: "5.7.99-test", Kill: srv.Kill, Logger: log}))
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(l) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+		if err := <-served; !errors.Is(err, ErrServerClosed) {
+			t.Errorf("Serve returned %v", err)
+		}
+		db.Close()
+	})
+	addr := l.Addr().String()
+
+	for _, tc := range []struct {
+		announced byte // auth data bytes announced; 2 are sent
+		reply     bool // go-mysql's own ERROR 1043
+	}{{3, false}, {8, false}, {40, true}} {
+		before := srv.status.abortedConnects.Load()
+		reply, err := tlsHandshakeResponse(t, addr, tc.announced)
+		want := append([]byte{0xff, 0x13, 0x04, '#'}, "08S01Bad handshake"...)
+		switch {
+		case tc.reply && !bytes.Equal(reply, want):
+			t.Errorf("%d bytes announced: reply %q, %v; want 1043", tc.announced, reply, err)
+		case !tc.reply && err == nil:
+			t.Errorf("%d bytes announced: reply %q; want the connection closed", tc.announced, reply)
+		}
+		eventuallyT(t, "the failed handshake to be counted", func() bool { return srv.status.abortedConnects.Load() == before+1 })
+	}
+	if strings.Contains(logs.String(), "panic") && strings.Contains(logs.String(), "level=ERROR") {
+		t.Errorf("a malformed handshake response was logged as a server fault:\n%s", logs.String())
+	}
+	if err := openTLS(t, addr, "secret").PingContext(t.Context()); err != nil {
+		t.Errorf("a good login over TLS after the malformed ones: %v", err)
+	}
+}
+
+// tlsHandshakeResponse logs in over TLS with a handshake response that
+// announces announced bytes of auth data and sends 2, and returns the
+// server's answer (or the error reading it).
+func tlsHandshakeResponse(t *testing.T, addr string, announced byte) ([]byte, error) {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(time.Minute))
+	readPacket := func(r io.Reader) ([]byte, error) {
+		var h [4]byte
+		if _, err := io.ReadFull(r, h[:]); err != nil {
+			return nil, err
+		}
+		p := make([]byte, int(h[0])|int(h[1])<<8|int(h[2])<<16)
+		_, err := io.ReadFull(r, p)
+		return p, err
+	}
+	if _, err := readPacket(c); err != nil { // the greeting
+		t.Fatal(err)
+	}
+	var capab uint32 = 0x200 | 0x8000 | 0x8 | 0x80000 | 0x800 // protocol 41, secure connection, with db, plugin auth, SSL
+	head := []byte{byte(capab), byte(capab >> 8), byte(capab >> 16), 0, 0, 0, 0, 1, 33}
+	head = append(head, make([]byte, 23)...)
+	if _, err := c.Write(append([]byte{32, 0, 0, 1}, head...)); err != nil { // the SSL request
+		t.Fatal(err)
+	}
+	tc := tls.Client(c, &tls.Config{InsecureSkipVerify: true})
+	if err := tc.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	payload := append(append(head, "root\x00"...), announced, 'a', 'b')
+	if _, err := tc.Write(append([]byte{byte(len(payload)), 0, 0, 2}, payload...)); err != nil {
+		t.Fatal(err)
+	}
+	return readPacket(tc)
+}
