@@ -403,10 +403,17 @@ func TestForwardKillForwarder(t *testing.T) {
 	gb.exec("CREATE TABLE q (id INT NOT NULL, pad VARCHAR(32)) ENGINE=queue")
 	fwdInsertIDs(t, ga, "q", 0, n)
 	src, dst := fwdDSN(a, "test", "q"), fwdDSN(b, "test", "q")
+	dbB := b.open(t)
+	dbB.SetMaxOpenConns(1)
+	base := fwdThreads(t, dbB)
 
 	p := fwdStart(t, "--log-every=500", src, dst)
-	at := fwdWaitBetween(t, b.open(t), "q", n/5, n*4/5)
+	fwdWaitBetween(t, dbB, "q", n/5, n*4/5)
 	p.kill()
+	// An INSERT the forwarder sent just before it died may still commit:
+	// count the destination once the server has seen its connection close.
+	eventually(t, time.Minute, "the destination to see the forwarder go", func() bool { return fwdThreads(t, dbB) <= base })
+	at := fwdCount(dbB, "q")
 	t.Logf("killed the forwarder with %d rows at the destination", at)
 
 	start := time.Now()
@@ -418,6 +425,17 @@ func TestForwardKillForwarder(t *testing.T) {
 	if recs := p2.records("stopped"); len(recs) != 1 || recs[0]["forwarded"].(float64) < float64(n-at) {
 		t.Errorf("second forwarder's stopped records: %v (at least %d expected)", recs, n-at)
 	}
+}
+
+// fwdThreads returns the server's Threads_connected.
+func fwdThreads(t testing.TB, db *sql.DB) int {
+	t.Helper()
+	var name string
+	var n int
+	if err := db.QueryRow("SHOW GLOBAL STATUS LIKE 'Threads_connected'").Scan(&name, &n); err != nil {
+		t.Fatal(err)
+	}
+	return n
 }
 
 // fwdFreePort returns a port that was free a moment ago, so that a server can

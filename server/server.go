@@ -242,8 +242,8 @@ func (s *Server) handle(raw net.Conn) {
 	accts := s.accts.Load()
 	ah := &authHandler{srv: s, accts: accts, wc: wc, log: log}
 	mc, err := login(accts.mysrv, wc, ah, h)
-	_ = wc.Flush()
 	if err != nil {
+		_ = wc.Flush()
 		log.Debug("handshake failed", "err", err)
 		if !ah.aborted {
 			s.status.abortedConnects.Add(1)
@@ -289,6 +289,13 @@ func (s *Server) handle(raw net.Conn) {
 		delete(s.conns, id)
 		s.mu.Unlock()
 	}()
+	// The login's OK is still buffered: the client sees it only now that the
+	// connection counts in Threads_connected and SHOW PROCESSLIST, as on
+	// mysqld, where a connection is counted before it is answered.
+	if err := wc.Flush(); err != nil {
+		h.log.Debug("login reply not sent", "err", err)
+		return
+	}
 	h.log.Debug("connected")
 	h.syncStatus()
 	var lastErr error
