@@ -343,13 +343,15 @@ func TestHandshakeTimeout(t *testing.T) {
 	// Not shorter: the timeout covers the greeting too, which a loaded
 	// machine may take a while to write.
 	s := startServer(t, "--handshake-timeout", "2s")
+	// Before the dial: the server's timer starts after it, however long
+	// this goroutine waits for a CPU once connected.
+	start := time.Now()
 	c, err := net.DialTimeout("tcp", s.addr, 10*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	start := time.Now()
-	if err := c.SetReadDeadline(start.Add(30 * time.Second)); err != nil {
+	if err := c.SetReadDeadline(time.Now().Add(30 * time.Second)); err != nil {
 		t.Fatal(err)
 	}
 	data, err := io.ReadAll(c)

@@ -258,7 +258,10 @@ func TestDurabilitySchema(t *testing.T) {
 // connection) at once, not after its 60 s, the server exits 0, and the
 // owned row is there again after a restart.
 func TestShutdownGraceful(t *testing.T) {
-	s := startServer(t, "--log-level", "debug")
+	// A shutdown timeout longer than the wait: a server that let the wait
+	// run would take its 60 s, not the default 10 s of --shutdown-timeout,
+	// so the bounds below can leave a loaded machine room and still tell.
+	s := startServer(t, "--log-level", "debug", "--shutdown-timeout", "2m")
 	g := newGConn(t, s, defaultMode)
 	g.exec("CREATE TABLE t (v VARCHAR(10)) ENGINE=queue")
 	g.exec("INSERT INTO t (v) VALUES ('only')")
@@ -293,7 +296,7 @@ func TestShutdownGraceful(t *testing.T) {
 	sigterm := time.Now()
 	s.stop() // SIGTERM; fails the test unless the exit status is 0
 	exited := time.Since(sigterm)
-	if exited > 8*time.Second {
+	if exited > 30*time.Second {
 		t.Errorf("the server took %v to exit after SIGTERM", exited)
 	}
 	select {
@@ -305,12 +308,12 @@ func TestShutdownGraceful(t *testing.T) {
 		if errors.As(r.err, &me) {
 			wantMySQLError(t, r.err, 1053, "08S01", "Server shutdown in progress", false)
 		}
-		if d := r.at.Sub(sigterm); d > 5*time.Second {
+		if d := r.at.Sub(sigterm); d > 30*time.Second {
 			t.Errorf("the blocked queue_wait ended %v after SIGTERM", d)
 		}
 		t.Logf("blocked queue_wait ended %v after SIGTERM with %v; server exited after %v", r.at.Sub(sigterm), r.err, exited)
-	case <-time.After(10 * time.Second):
-		t.Fatal("the blocked queue_wait did not end within 10 s after the server exited")
+	case <-time.After(time.Minute):
+		t.Fatal("the blocked queue_wait did not end within a minute after the server exited")
 	}
 
 	s.restart()

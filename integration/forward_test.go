@@ -655,7 +655,8 @@ func TestForwardErrors(t *testing.T) {
 		}
 	})
 	t.Run("unreachable", func(t *testing.T) {
-		dead := fmt.Sprintf("dbi:mysql:database=test;table=q;host=127.0.0.1;port=%s;user=root", fwdFreePort(t))
+		_, port, _ := net.SplitHostPort(closedAddr(t))
+		dead := fmt.Sprintf("dbi:mysql:database=test;table=q;host=127.0.0.1;port=%s;user=root", port)
 		p := fwdStart(t, dead, fwdDSN(a, "test", "q"))
 		p.waitLog(10*time.Second, "connection failed; reconnecting")
 		_ = p.cmd.Process.Signal(syscall.SIGINT)

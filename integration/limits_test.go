@@ -58,12 +58,15 @@ func TestWaitTimeout(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	if _, err := conn.ExecContext(ctx, "SET SESSION wait_timeout = 1"); err != nil {
-		t.Fatal(err)
-	}
 	var idx int
 	if err := conn.QueryRowContext(ctx, "SELECT queue_wait('wt', 0)").Scan(&idx); err != nil || idx != 1 {
 		t.Fatalf("queue_wait: %d %v", idx, err)
+	}
+	// The server starts the idle connection's 1 s after it has received
+	// this statement: the row cannot come back before 1 s after now.
+	idleFrom := time.Now()
+	if _, err := conn.ExecContext(ctx, "SET SESSION wait_timeout = 1"); err != nil {
+		t.Fatal(err)
 	}
 	// Another waiter blocks longer than its own 1 s wait_timeout: it must
 	// still get the row when the idle owner is dropped.
@@ -72,11 +75,14 @@ func TestWaitTimeout(t *testing.T) {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	if err := busy.QueryRowContext(ctx, "SELECT queue_wait('wt', 10)").Scan(&idx); err != nil || idx != 1 {
+	if err := busy.QueryRowContext(ctx, "SELECT queue_wait('wt', 30)").Scan(&idx); err != nil || idx != 1 {
 		t.Fatalf("busy waiter: %d %v", idx, err)
 	}
-	if d := time.Since(start); d < 500*time.Millisecond || d > 5*time.Second {
-		t.Errorf("row came back after %v; want about the 1 s wait_timeout", d)
+	// Not before the idle connection's 1 s (measured from before its last
+	// statement, so that a slow setup of the busy connection cannot make
+	// it look early), and long before the busy waiter's own 30 s.
+	if d, idle := time.Since(start), time.Since(idleFrom); idle < time.Second || d > 10*time.Second {
+		t.Errorf("row came back %v after the idle connection's last statement (%v into the busy wait); want about the 1 s wait_timeout", idle, d)
 	}
 	if _, err := s.logs.waitFor(time.Minute, func(l string) bool { return contains(l, "idle connection closed after wait_timeout") }); !err {
 		t.Error("no log line for the idle connection")

@@ -26,7 +26,7 @@ func TestUpstreamStoreMetrics(t *testing.T) {
 	a, b := newGConn(t, nodes[0], m), newGConn(t, nodes[1], m)
 	a.exec("CREATE TABLE ms (v INT) ENGINE=queue")
 	a.exec("CREATE TABLE mse (v INT) ENGINE=queue")
-	eventually(t, 10*time.Second, "the tables on node b", func() bool {
+	eventually(t, time.Minute, "the tables on node b", func() bool {
 		_, err := b.execErr("SELECT COUNT(*) FROM mse") // created last
 		return err == nil
 	})

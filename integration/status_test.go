@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -266,12 +267,9 @@ func TestMysqldExporter(t *testing.T) {
 	if err := os.WriteFile(cnf, []byte(fmt.Sprintf("[client]\nuser=gotest\npassword=gotest\nhost=127.0.0.1\nport=%s\n", s.port)), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	port, err := freeLoopbackPort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	cmd := exec.Command("prometheus-mysqld-exporter", "--config.my-cnf="+cnf, "--web.listen-address="+addr,
+	// Port 0: the exporter logs the port it was given ("Listening on"),
+	// where a port picked free beforehand could be taken meanwhile.
+	cmd := exec.Command("prometheus-mysqld-exporter", "--config.my-cnf="+cnf, "--web.listen-address=127.0.0.1:0",
 		"--collect.info_schema.processlist", "--collect.info_schema.processlist.processes_by_user",
 		"--collect.info_schema.processlist.processes_by_host", "--collect.info_schema.tables")
 	var stderr lockedBuffer
@@ -289,6 +287,18 @@ func TestMysqldExporter(t *testing.T) {
 		if t.Failed() {
 			t.Logf("exporter log:\n%s", stderr.String())
 		}
+	})
+	var addr string
+	eventually(t, time.Minute, "the exporter to log the address it listens on", func() bool {
+		select {
+		case <-exited:
+			t.Fatalf("the exporter exited:\n%s", stderr.String())
+		default:
+		}
+		if m := exporterListening.FindStringSubmatch(stderr.String()); m != nil {
+			addr = m[1]
+		}
+		return addr != ""
 	})
 	url := "http://" + addr + "/metrics"
 	var m map[string]float64
@@ -392,6 +402,10 @@ func TestMysqldExporter(t *testing.T) {
 		t.Errorf("the exporter logged errors:\n%s", stderr.String())
 	}
 }
+
+// exporterListening matches the line of mysqld_exporter's (its exporter
+// toolkit's) that gives the address it listens on.
+var exporterListening = regexp.MustCompile(`msg="?Listening on"?.* address=(127\.0\.0\.1:[0-9]+)`)
 
 // lockedBuffer is a bytes.Buffer a child process writes while the test
 // reads it.

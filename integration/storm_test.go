@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -168,7 +169,7 @@ func TestConnectionStorm(t *testing.T) {
 	warm.Wait()
 
 	// The baseline, with the established clients connected and busy.
-	base := procUsage(t, pid)
+	base := procUsage(t, s)
 	t.Logf("baseline: %v", base)
 
 	// The storm.
@@ -226,16 +227,20 @@ func TestConnectionStorm(t *testing.T) {
 		t.Errorf("no attempt in the storm logged in")
 	}
 
-	// Back to the baseline: every socket of the storm closed, the file
-	// descriptors as before, no more threads than a few the Go runtime may
-	// have started for the burst (it keeps idle threads, it does not leak
-	// them per connection).
-	const threadSlack = 4
+	// Back to the baseline: every socket of the storm closed, the other
+	// file descriptors as before (the store's own files, which Pebble
+	// opens and closes as the established clients' writes flush and
+	// compact, are not the storm's), no more threads than the Go runtime
+	// may have started for the burst: it keeps idle threads, and on a
+	// loaded machine a thread descheduled in a system call makes it start
+	// another, but it does not leak them per connection (the storm served
+	// and refused hundreds).
+	const threadSlack = 32
 	var after usage
-	deadline := time.Now().Add(10*time.Second + 2*stormHandshake)
+	deadline := time.Now().Add(time.Minute + 2*stormHandshake)
 	for {
-		after = procUsage(t, pid)
-		if after.sockets == base.sockets && after.fds == base.fds && after.threads <= base.threads+threadSlack {
+		after = procUsage(t, s)
+		if after.sockets == base.sockets && after.others == base.others && after.threads <= base.threads+threadSlack {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -248,7 +253,7 @@ func TestConnectionStorm(t *testing.T) {
 	// Every slot is free again: as many new connections as the baseline
 	// leaves room for log in, and one more gets ERROR 1040.
 	free := stormMaxConns - stormLoadClients - stormIdleClients
-	preFill := procUsage(t, pid)
+	preFill := procUsage(t, s)
 	var fill []*rawConn
 	eventually(t, time.Minute, fmt.Sprintf("%d free connection slots", free), func() bool {
 		for len(fill) < free {
@@ -271,7 +276,7 @@ func TestConnectionStorm(t *testing.T) {
 		r.c.Close()
 	}
 	eventually(t, time.Minute, "the filling connections to close", func() bool {
-		return procUsage(t, pid).sockets == preFill.sockets
+		return procUsage(t, s).sockets == preFill.sockets
 	})
 
 	// The refusals are in the log, but not one line each: the first, then
@@ -314,11 +319,12 @@ func TestConnectionStorm(t *testing.T) {
 		}
 	}
 	t.Logf("established clients' statements: before the storm %s; during the storm %s", latencySummary(before), latencySummary(during))
-	// A generous bound for a loaded 2-core machine under -race: what it
-	// catches, with the count above, is clients starved by the storm, not
-	// slowness.
-	if p99 := percentile(during, 99); p99 > 2*time.Second {
-		t.Errorf("p99 latency during the storm %v, want under 2 s", p99)
+	// What this catches, with the count above, is clients starved by the
+	// storm, not slowness: the bound is 2 s, or 20 times the p99 measured
+	// just before the storm when the machine is so loaded (other test
+	// binaries, their fsyncs) that statements were slow already.
+	if p99, most := percentile(during, 99), max(2*time.Second, 20*percentile(before, 99)); p99 > most {
+		t.Errorf("p99 latency during the storm %v, want under %v (p99 before the storm %v)", p99, most, percentile(before, 99))
 	}
 	ins, cons := 0, 0
 	for i := range load {
@@ -368,7 +374,7 @@ func stormAttempt(addr string, kind stormKind) (out stormOutcome, took time.Dura
 		return outAbandoned, 0, nil
 	case stormHold:
 		// The server must close the connection after its handshake
-		// timeout: EOF, within the read deadline (10 s).
+		// timeout: EOF, within the read deadline (ioTimeout).
 		_ = c.SetReadDeadline(time.Now().Add(ioTimeout))
 		n, err := io.Copy(io.Discard, r.r)
 		took := time.Since(start)
@@ -475,15 +481,23 @@ type usage struct {
 	threads int
 	fds     int
 	sockets int
+	store   int      // files under the data directory (Pebble's)
+	others  int      // the rest: neither sockets nor the store's files
 	targets []string // what each file descriptor points to
 }
 
 func (u usage) String() string {
-	return fmt.Sprintf("%d OS threads, %d file descriptors (%d sockets)", u.threads, u.fds, u.sockets)
+	return fmt.Sprintf("%d OS threads, %d file descriptors (%d sockets, %d files of the store, %d others)", u.threads, u.fds, u.sockets, u.store, u.others)
 }
 
-func procUsage(t *testing.T, pid int) usage {
+// procUsage reads what the server s holds.
+func procUsage(t *testing.T, s *server) usage {
 	t.Helper()
+	pid := s.cmd.Process.Pid
+	dataDir, err := filepath.EvalSymlinks(s.dataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
 	_, threads, err := soakProcStatus(pid)
 	if err != nil {
 		t.Fatal(err)
@@ -503,8 +517,13 @@ func procUsage(t *testing.T, pid int) usage {
 			t.Fatal(err)
 		}
 		u.fds++
-		if strings.HasPrefix(target, "socket:") {
+		switch {
+		case strings.HasPrefix(target, "socket:"):
 			u.sockets++
+		case strings.HasPrefix(target, dataDir+string(filepath.Separator)):
+			u.store++
+		default:
+			u.others++
 		}
 		u.targets = append(u.targets, e.Name()+" -> "+target)
 	}

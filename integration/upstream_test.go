@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"strconv"
 	"strings"
@@ -201,19 +200,13 @@ func TestUpstreamPerl(t *testing.T) {
 }
 
 func TestUpstreamDown(t *testing.T) {
-	// A port nothing listens on.
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
+	addr := closedAddr(t) // nothing listens there, nor will
 	s := startServer(t, "--upstream", addr)
 	g := newGConn(t, s, driverModes[0])
 	g.exec("CREATE TABLE q (v INT) ENGINE=queue")
 	g.exec("INSERT INTO q VALUES (1)")
 	g.wantValue("1", "SELECT queue_wait('q', 1)")
-	_, err = g.rowsErr("SELECT * FROM users")
+	_, err := g.rowsErr("SELECT * FROM users")
 	wantMySQLError(t, err, 2003, "HY000", "Can't connect to MySQL server on '"+addr+"'", true)
 	// The connection stays usable, and keeps its owned row.
 	g.wantRows("SELECT v FROM q", nil, []string{"1"})

@@ -186,11 +186,13 @@ func (s *Server) Serve(l net.Listener) error {
 func (s *Server) refuse(c net.Conn) {
 	defer s.wg.Done()
 	defer s.open.Add(-1)
+	// Counted before the client can see the error, so that a status
+	// read after it includes this refusal.
+	s.status.maxConnErrors.Add(1)
+	s.status.countError(mysql.ER_CON_COUNT_ERROR)
 	_ = c.SetWriteDeadline(time.Now().Add(time.Second))
 	_, _ = c.Write(errorPacket(mysql.ER_CON_COUNT_ERROR, "Too many connections", 0))
 	_ = c.Close()
-	s.status.maxConnErrors.Add(1)
-	s.status.countError(mysql.ER_CON_COUNT_ERROR)
 	if ok, n := s.refused.allow(time.Now()); ok {
 		s.log.Warn("connection refused: too many connections", "remote", c.RemoteAddr().String(), "max_connections", s.cfg.MaxConnections, "suppressed", n)
 	}
@@ -243,11 +245,11 @@ func (s *Server) handle(raw net.Conn) {
 	ah := &authHandler{srv: s, accts: accts, wc: wc, log: log}
 	mc, err := login(accts.mysrv, wc, ah, h)
 	if err != nil {
-		_ = wc.Flush()
-		log.Debug("handshake failed", "err", err)
-		if !ah.aborted {
+		if !ah.aborted { // counted before the client sees the error
 			s.status.abortedConnects.Add(1)
 		}
+		_ = wc.Flush()
+		log.Debug("handshake failed", "err", err)
 		_ = raw.Close()
 		return
 	}
