@@ -445,7 +445,7 @@ func randBytes(rng *rand.Rand, n int) []byte {
 // (counted by COM_STATISTICS on r, which is one of them).
 func waitConns(t *testing.T, r *rawConn, want int, what string) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(time.Minute)
 	for {
 		n := r.statThreads()
 		if n == want {

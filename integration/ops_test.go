@@ -269,10 +269,10 @@ func browser(t *testing.T) context.Context {
 // pollJS waits until the JavaScript expression is true in the page.
 func pollJS(t *testing.T, ctx context.Context, what, expr string) {
 	t.Helper()
-	pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	pctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	ok, err := chromedp.Run(pctx, chromedp.Poll[bool](expr,
-		chromedp.WithPollingInterval(50*time.Millisecond), chromedp.WithPollingTimeout(30*time.Second)))
+		chromedp.WithPollingInterval(50*time.Millisecond), chromedp.WithPollingTimeout(time.Minute)))
 	if err != nil || !ok {
 		tctx, tcancel := context.WithTimeout(ctx, 5*time.Second)
 		defer tcancel()
@@ -325,12 +325,13 @@ func TestStatusPageBrowser(t *testing.T) {
 	waiterID := waiter.value("SELECT CONNECTION_ID()")
 	done := make(chan error, 1)
 	go func() {
-		_, err := waiter.c.ExecContext(context.Background(), "SELECT queue_wait('pidle', 60)")
+		// Longer than the page checks made while it waits can take.
+		_, err := waiter.c.ExecContext(context.Background(), "SELECT queue_wait('pidle', 600)")
 		done <- err
 	}()
 	row := fmt.Sprintf(`#conn-table tr[data-conn="%s"]`, waiterID)
 	pollJS(t, ctx, "the waiting consumer in the processlist",
-		cellText(row+" td.state")+` === "Waiting in queue_wait" && `+cellText(row+" td.info")+` === "SELECT queue_wait('pidle', 60)"`)
+		cellText(row+" td.state")+` === "Waiting in queue_wait" && `+cellText(row+" td.info")+` === "SELECT queue_wait('pidle', 600)"`)
 	pollJS(t, ctx, "one waiter on test.pidle", cellText(`tr[data-queue="test.pidle"] td.waiters`)+` === "1"`)
 
 	// The charts: an SVG per queue for the depth and one for the rates,

@@ -149,7 +149,7 @@ func TestMetricsAndProbes(t *testing.T) {
 		_, err := blocked.Wait(ctx, []queue.Sub{{Database: "test", Table: "empty"}}, time.Minute)
 		done <- err
 	}()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(time.Minute)
 	var mf map[string]*dto.MetricFamily
 	for {
 		mf = scrape(t, hs.URL)

@@ -186,7 +186,7 @@ func waitersOf(db *DB, h Table) []*waiter {
 // awaitWaiters polls until h has n registered waiters and returns them.
 func awaitWaiters(t *testing.T, db *DB, h Table, n int) []*waiter {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(time.Minute)
 	for {
 		ws := waitersOf(db, h)
 		if len(ws) == n {
