@@ -186,14 +186,16 @@ func (s *Store) insertBatch(batch []*insReq) {
 }
 
 // insertFast writes a batch with no relay marks in one round trip, which
-// holds the tables' state rows locked only from its UPDATE to its COMMIT:
-// the rowids are computed by the upstream from LAST_INSERT_ID, which the
-// UPDATE sets to the table's new last rowid. Should the UPDATE match no row
-// (the table dropped, or altered since the handles were taken), the first
-// row's rowid is NULL (the guard's subquery finds no row) and the INSERT
-// fails (the connections are in strict mode), before the COMMIT: the
-// caller then takes the general way.
+// holds the tables' state rows locked only from its first UPDATE to its
+// COMMIT (addInserts). Should a table have been dropped or altered since
+// the handles were taken, the INSERT fails before the COMMIT: the caller
+// then takes the general way.
 func (s *Store) insertFast(ids []any, byTable map[uint64][]*insReq) error {
+	for _, reqs := range byTable {
+		if !oneVersion(reqs) {
+			return &mysql.MySQLError{Number: 1048, Message: "handles of two versions"} // the general way sorts them
+		}
+	}
 	tx, done, err := s.beginMulti()
 	if err != nil {
 		return err
@@ -202,59 +204,80 @@ func (s *Store) insertFast(ids []any, byTable map[uint64][]*insReq) error {
 	m := &multi{}
 	m.add("START TRANSACTION", nil, nil)
 	tx.open = true
-	lasts := map[uint64]uint64{}
-	seqs := map[uint64]uint64{}
+	at := map[uint64]insertAt{}
 	for _, v := range ids {
 		id := v.(uint64)
-		reqs := byTable[id]
-		version := reqs[0].h.Version()
-		var rows [][]byte
-		for _, r := range reqs {
-			if r.h.Version() != version {
-				return &mysql.MySQLError{Number: 1048, Message: "handles of two versions"} // the general way sorts them
-			}
-			rows = append(rows, r.rows...)
-		}
-		n := uint64(len(rows))
-		m.add("UPDATE q4m_state SET last_rowid = LAST_INSERT_ID(last_rowid + ?), seq = seq + 1 WHERE id = ? AND version = ?", []any{n, id, version}, nil)
-		q := make([]byte, 0, 128+40*len(rows))
-		q = append(q, "INSERT INTO q4m_rows (tid, rowid, payload) VALUES (?, (SELECT LAST_INSERT_ID() - ? FROM q4m_state WHERE id = ? AND version = ? AND last_rowid = LAST_INSERT_ID()), ?)"...)
-		args := make([]any, 0, 5+3*len(rows))
-		args = append(args, id, n-1, id, version, nonNil(rows[0]))
-		for i, p := range rows[1:] {
-			q = append(q, ", (?, LAST_INSERT_ID() - ?, ?)"...)
-			args = append(args, id, n-2-uint64(i), nonNil(p))
-		}
-		m.add(string(q), args, nil)
-		m.add("SELECT last_rowid, seq FROM q4m_state WHERE id = ?", []any{id}, func(rows *sql.Rows) error {
-			var last, seq uint64
-			if err := scanOne(rows, &last, &seq); err != nil {
-				return err
-			}
-			lasts[id], seqs[id] = last, seq
-			return nil
-		})
+		at[id] = addInserts(m, id, byTable[id])
 	}
 	m.add("COMMIT", nil, nil)
-	if err := m.run(tx); err != nil {
+	_, lids, err := m.exec(tx)
+	if err != nil {
 		return err
 	}
 	tx.open = false
 	s.counters.commits.Add(1)
-	for _, v := range ids {
-		id := v.(uint64)
-		first := lasts[id] + 1
-		for _, r := range byTable[id] {
-			first -= uint64(len(r.rows))
-		}
-		for _, r := range byTable[id] {
-			r.first = first
-			first += uint64(len(r.rows))
-		}
-		s.bumped(id, seqs[id])
+	for id, a := range at {
+		s.bumped(id, a.written(byTable[id], lids))
 	}
 	s.counters.appends.Add(1)
 	return nil
+}
+
+// oneVersion reports whether the requests (of one table) hold handles of
+// one version, which the fast way needs.
+func oneVersion(reqs []*insReq) bool {
+	return !slices.ContainsFunc(reqs, func(r *insReq) bool { return r.h.Version() != reqs[0].h.Version() })
+}
+
+// insertAt is where addInserts put the statements whose LAST_INSERT_ID
+// tell the table's new last rowid and change counter.
+type insertAt struct{ last, seq int }
+
+// addInserts adds to m the writes of reqs, the requests for table id (one
+// version), in three statements and no read: the state row's UPDATE
+// (locking it, serialising the table's inserts across processes) sets
+// LAST_INSERT_ID to the new last rowid, from which the rows' INSERT
+// computes their rowids, then raises the change counter through
+// LAST_INSERT_ID; the OK packets of the two UPDATEs carry both values
+// (multi.exec). Should the first UPDATE match no row (the table dropped,
+// or altered since the handles were taken), the first row's rowid is NULL
+// (the guard's subquery finds no row) and the INSERT fails (the
+// connections are in strict mode), before the COMMIT.
+func addInserts(m *multi, id uint64, reqs []*insReq) insertAt {
+	version := reqs[0].h.Version()
+	var rows [][]byte
+	for _, r := range reqs {
+		rows = append(rows, r.rows...)
+	}
+	n := uint64(len(rows))
+	var at insertAt
+	at.last = m.add("UPDATE q4m_state SET last_rowid = LAST_INSERT_ID(last_rowid + ?) WHERE id = ? AND version = ?", []any{n, id, version}, nil)
+	q := make([]byte, 0, 128+40*len(rows))
+	q = append(q, "INSERT INTO q4m_rows (tid, rowid, payload) VALUES (?, (SELECT LAST_INSERT_ID() - ? FROM q4m_state WHERE id = ? AND version = ? AND last_rowid = LAST_INSERT_ID()), ?)"...)
+	args := make([]any, 0, 5+3*len(rows))
+	args = append(args, id, n-1, id, version, nonNil(rows[0]))
+	for i, p := range rows[1:] {
+		q = append(q, ", (?, LAST_INSERT_ID() - ?, ?)"...)
+		args = append(args, id, n-2-uint64(i), nonNil(p))
+	}
+	m.add(string(q), args, nil)
+	at.seq = m.add("UPDATE q4m_state SET seq = LAST_INSERT_ID(seq + 1) WHERE id = ?", []any{id}, nil)
+	return at
+}
+
+// written gives each of reqs (as passed to addInserts) its first rowid from
+// the LAST_INSERT_IDs of a committed multi.exec, and returns the table's
+// new change counter.
+func (a insertAt) written(reqs []*insReq, lids []int64) uint64 {
+	first := uint64(lids[a.last]) + 1
+	for _, r := range reqs {
+		first -= uint64(len(r.rows))
+	}
+	for _, r := range reqs {
+		r.first = first
+		first += uint64(len(r.rows))
+	}
+	return uint64(lids[a.seq])
 }
 
 // writeTable adds to m the writes of the requests for one table, whose

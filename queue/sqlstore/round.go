@@ -11,6 +11,8 @@ import (
 	"slices"
 	"time"
 
+	"github.com/go-sql-driver/mysql"
+
 	"github.com/q4mproxy/q4mproxy/queue"
 )
 
@@ -152,6 +154,7 @@ func (s *Store) roundLoop() {
 	recheck := time.NewTicker(s.opts.RecheckInterval)
 	defer recheck.Stop()
 	defer s.failAll()
+	var g gather
 	for {
 		select {
 		case <-s.ctx.Done():
@@ -163,10 +166,14 @@ func (s *Store) roundLoop() {
 		default:
 		}
 		s.mu.Lock()
-		work := len(s.queued) > 0 || len(s.pending) > 0 && (s.allDirty || len(s.dirty) > 0)
+		work := len(s.queued) > 0 || len(s.insQueued) > 0 || len(s.pending) > 0 && (s.allDirty || len(s.dirty) > 0)
 		s.mu.Unlock()
 		if work {
-			s.round()
+			g.wait(s)
+			start := time.Now()
+			n := s.round()
+			g.n, g.end = n, time.Now()
+			g.d = g.end.Sub(start)
 			continue
 		}
 		select {
@@ -181,6 +188,54 @@ func (s *Store) roundLoop() {
 	}
 }
 
+// gather is what a round loop knows of its last round: how many sessions
+// it answered, when it ended and how long it took.
+type gather struct {
+	n   int
+	end time.Time
+	d   time.Duration
+}
+
+// gatherShare is the part of the last round's duration that the next one
+// may wait for the sessions it answered.
+const gatherShare = 4
+
+// wait lets the sessions the last round answered come back before the
+// next round starts: until as many requests are queued, for at most a
+// share of the last round's duration after its end. A round costs the
+// upstream about as much whatever its size (its commit and log flush, a
+// few statements), and a round started at once carries the few requests
+// that came back first, the rest waiting for the next: rounds alternate
+// between small and big. A session that does not come back costs the
+// others that share of a round at most.
+func (g *gather) wait(s *Store) {
+	if g.n < 2 {
+		return
+	}
+	deadline := g.end.Add(g.d / time.Duration(gatherShare))
+	var timer *time.Timer
+	for {
+		s.mu.Lock()
+		k := len(s.queued) + len(s.insQueued)
+		s.mu.Unlock()
+		left := time.Until(deadline)
+		if k >= g.n || left <= 0 {
+			return
+		}
+		if timer == nil {
+			timer = time.NewTimer(left)
+			defer timer.Stop()
+		}
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-s.kick:
+		case <-timer.C:
+			return
+		}
+	}
+}
+
 func (s *Store) failAll() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -189,6 +244,11 @@ func (s *Store) failAll() {
 		notifyLocked(r)
 	}
 	s.queued, s.pending = nil, nil
+	for _, r := range s.insQueued {
+		r.err = queue.ErrClosed
+		close(r.done)
+	}
+	s.insQueued = nil
 }
 
 // plan is what one attempt of a round did in its transaction, applied
@@ -212,11 +272,18 @@ type cursorUpdate struct {
 }
 
 // round runs one round: the requests queued, and the pending waits that
-// one of their tables' changes concerns.
-func (s *Store) round() {
+// one of their tables' changes concerns. It returns how many requests of
+// sessions it answered.
+func (s *Store) round() int {
 	s.mu.Lock()
 	batch := s.queued
 	s.queued = nil
+	ins := s.insQueued
+	if len(ins) > maxBatch {
+		ins, s.insQueued = ins[:maxBatch:maxBatch], slices.Clone(ins[maxBatch:])
+	} else {
+		s.insQueued = nil
+	}
 	all, dirty := s.allDirty, s.dirty
 	s.allDirty, s.dirty = false, map[uint64]bool{}
 	for _, r := range batch {
@@ -243,11 +310,20 @@ func (s *Store) round() {
 	}
 	s.mu.Unlock()
 
+	// The inserts are written in the round's transaction: one commit (and
+	// log flush) for both. Alone, or when one table's requests hold
+	// handles of two versions, they are a batch of their own.
+	var apart []*insReq
+	ids, byTable := groupInserts(ins)
+	if len(batch) == 0 && len(claimants) == 0 || slices.ContainsFunc(ids, func(id uint64) bool { return !oneVersion(byTable[id]) }) {
+		apart, ids, byTable = ins, nil, nil
+	}
 	var p *plan
 	var err error
 	careful := false
-	for try := 0; ; try++ {
-		p, err = s.attempt(batch, claimants, all, dirty, careful)
+	for try := 0; len(batch) > 0 || len(claimants) > 0; try++ {
+		p, err = s.attempt(batch, claimants, ids, byTable, all, dirty, careful)
+		var me *mysql.MySQLError
 		switch {
 		case err == nil:
 		case errors.Is(err, errCareful) && !careful:
@@ -259,13 +335,78 @@ func (s *Store) round() {
 			}
 		case retryable(err) && try < 5:
 			continue
+		case len(ids) > 0 && errors.As(err, &me):
+			// Refused by the upstream, nothing written: perhaps an
+			// insert's table dropped or altered. The round again
+			// without them, which the general way sorts out.
+			apart, ids, byTable = ins, nil, nil
+			continue
 		}
 		break
 	}
 	if err != nil && s.isClosed() {
 		err = queue.ErrClosed
 	}
-	s.finish(batch, claimants, p, err)
+	if len(ids) > 0 {
+		for _, r := range ins {
+			if err != nil {
+				r.err, r.first = err, 0
+			}
+		}
+		s.insertsDone(ins)
+	}
+	if p != nil || err != nil {
+		s.finish(batch, claimants, p, err)
+	}
+	if len(apart) > 0 {
+		for _, r := range apart {
+			r.err, r.first = nil, 0
+		}
+		s.insertBatch(apart)
+		s.insertsDone(apart)
+	}
+	n := len(ins)
+	s.mu.Lock()
+	for _, r := range claimants {
+		if !r.internal && r.state == reqDone {
+			n++
+		}
+	}
+	for _, r := range batch {
+		if !r.internal && r.state == reqDone && !r.claim {
+			n++
+		}
+	}
+	s.mu.Unlock()
+	return n
+}
+
+// groupInserts groups inserts by table, the tables in id order.
+func groupInserts(ins []*insReq) ([]uint64, map[uint64][]*insReq) {
+	if len(ins) == 0 {
+		return nil, nil
+	}
+	byTable := map[uint64][]*insReq{}
+	var ids []uint64
+	for _, r := range ins {
+		id := r.h.ID()
+		if byTable[id] == nil {
+			ids = append(ids, id)
+		}
+		byTable[id] = append(byTable[id], r)
+	}
+	slices.Sort(ids)
+	return ids, byTable
+}
+
+// insertsDone counts the rows written and answers each insert.
+func (s *Store) insertsDone(ins []*insReq) {
+	for _, r := range ins {
+		if r.err == nil && !r.skipped {
+			s.inserted(r.h, r.rows)
+		}
+		close(r.done)
+	}
 }
 
 // sqlTx is what a round's statements run on: *sql.Tx, or mtx.
@@ -321,11 +462,13 @@ func (s *Store) beginMulti() (*mtx, func(), error) {
 // arguments, and a reader for each result set (each SELECT) in order.
 type multi struct {
 	q     []byte
+	n     int // statements
 	args  []any
 	reads []func(*sql.Rows) error
 }
 
-func (m *multi) add(stmt string, args []any, read func(*sql.Rows) error) {
+// add appends a statement and returns its index (for exec's results).
+func (m *multi) add(stmt string, args []any, read func(*sql.Rows) error) int {
 	if len(m.q) > 0 {
 		m.q = append(m.q, "; "...)
 	}
@@ -334,6 +477,34 @@ func (m *multi) add(stmt string, args []any, read func(*sql.Rows) error) {
 	if read != nil {
 		m.reads = append(m.reads, read)
 	}
+	m.n++
+	return m.n - 1
+}
+
+// exec sends m, which reads nothing, in one round trip and returns each
+// statement's affected rows and LAST_INSERT_ID, from the OK packets (no
+// SELECT ROW_COUNT() of their own).
+func (m *multi) exec(tx *mtx) (affected, ids []int64, err error) {
+	args := make([]driver.NamedValue, len(m.args))
+	for i, a := range m.args {
+		if v, ok := a.(int); ok {
+			a = int64(v)
+		}
+		args[i] = driver.NamedValue{Ordinal: i + 1, Value: a}
+	}
+	err = tx.c.Raw(func(dc any) error {
+		res, err := dc.(driver.ExecerContext).ExecContext(tx.ctx, string(m.q), args)
+		if err != nil {
+			return err
+		}
+		r := res.(mysql.Result)
+		affected, ids = r.AllRowsAffected(), r.AllLastInsertIds()
+		return nil
+	})
+	if err == nil && (len(affected) != m.n || len(ids) != m.n) {
+		err = fmt.Errorf("%d results of %d statements", len(affected), m.n)
+	}
+	return affected, ids, upErr(err)
 }
 
 // addIn adds stmt (ending in "IN ") followed by the list in.
@@ -399,7 +570,7 @@ func scanOne(rows *sql.Rows, dest ...any) error {
 // deleting the rows consumed, giving back the rows released and locking
 // candidate rows for the waits; the second writing the owners and change
 // counters and committing.
-func (s *Store) attempt(batch, claimants []*req, all bool, dirty map[uint64]bool, careful bool) (*plan, error) {
+func (s *Store) attempt(batch, claimants []*req, insIDs []uint64, ins map[uint64][]*insReq, all bool, dirty map[uint64]bool, careful bool) (*plan, error) {
 	p := &plan{me: s.nodeID(), lost: map[*req]bool{}, got: map[*req]int{}, rows: map[*req]*owned{},
 		errs: map[*req]error{}, bumps: map[uint64]uint64{}}
 	tx, done, err := s.beginMulti()
@@ -523,11 +694,11 @@ func (s *Store) attempt(batch, claimants []*req, all bool, dirty map[uint64]bool
 		}
 	}
 
-	// Owners, then change counters in id order (as insert batches lock
-	// them), and the commit.
+	// Owners, then the inserts and change counters, table by table in id
+	// order (as insert batches lock the state rows), and the commit: one
+	// round trip that reads nothing (the OK packets tell the results).
 	m = &multi{}
-	ids := slices.Sorted(maps.Keys(trs))
-	for _, id := range ids {
+	for _, id := range slices.Sorted(maps.Keys(trs)) {
 		tr := trs[id]
 		if len(tr.claimed) > 0 {
 			m.addIn("UPDATE q4m_rows SET owner = ? WHERE tid = ? AND rowid IN ", []any{p.me, id}, tr.claimed, nil)
@@ -539,29 +710,44 @@ func (s *Store) attempt(batch, claimants []*req, all bool, dirty map[uint64]bool
 			p.bumps[id] = 0
 		}
 	}
-	for _, id := range slices.Sorted(maps.Keys(p.bumps)) {
+	states := map[uint64]bool{}
+	for id := range p.bumps {
+		states[id] = true
+	}
+	for _, id := range insIDs {
+		states[id] = true
+	}
+	bumpAt := map[uint64]int{}
+	insAt := map[uint64]insertAt{}
+	for _, id := range slices.Sorted(maps.Keys(states)) {
 		written = true
-		m.add("UPDATE q4m_state SET seq = LAST_INSERT_ID(seq + 1) WHERE id = ?", []any{id}, nil)
-		m.add("SELECT ROW_COUNT(), LAST_INSERT_ID()", nil, func(rows *sql.Rows) error {
-			var n, seq uint64
-			if err := scanOne(rows, &n, &seq); err != nil {
-				return err
-			}
-			if n == 1 {
-				p.bumps[id] = seq
-			}
-			return nil
-		})
+		if reqs := ins[id]; reqs != nil {
+			insAt[id] = addInserts(m, id, reqs) // raises the change counter too
+			continue
+		}
+		bumpAt[id] = m.add("UPDATE q4m_state SET seq = LAST_INSERT_ID(seq + 1) WHERE id = ?", []any{id}, nil)
 	}
 	if !written {
 		return p, nil // the deferred rollback ends it
 	}
 	m.add("COMMIT", nil, nil)
-	if err := m.run(tx); err != nil {
+	affected, lids, err := m.exec(tx)
+	if err != nil {
 		return p, err
 	}
 	tx.open = false
 	s.counters.commits.Add(1)
+	for id, i := range bumpAt {
+		if affected[i] == 1 {
+			p.bumps[id] = uint64(lids[i])
+		}
+	}
+	for id, a := range insAt {
+		p.bumps[id] = a.written(ins[id], lids)
+	}
+	if len(insAt) > 0 {
+		s.counters.appends.Add(1)
+	}
 	return p, nil
 }
 

@@ -132,12 +132,13 @@ type Store struct {
 	relGen   map[uint64]uint64            // releases seen, by incarnation; guarded by mu
 
 	// The round loop (round.go).
-	reqSeq   uint64          // the last request's arrival number; guarded by mu
-	queued   []*req          // requests not yet in a round, in arrival order; guarded by mu
-	pending  []*req          // blocked waits, in arrival order; guarded by mu
-	dirty    map[uint64]bool // incarnations that may have rows for blocked waits; guarded by mu
-	allDirty bool            // every table may; guarded by mu
-	kick     chan struct{}   // wakes the round loop (buffered 1)
+	reqSeq    uint64          // the last request's arrival number; guarded by mu
+	queued    []*req          // requests not yet in a round, in arrival order; guarded by mu
+	pending   []*req          // blocked waits, in arrival order; guarded by mu
+	dirty     map[uint64]bool // incarnations that may have rows for blocked waits; guarded by mu
+	allDirty  bool            // every table may; guarded by mu
+	kick      chan struct{}   // wakes the round loop (buffered 1)
+	insQueued []*insReq       // inserts with no relay mark, for the next round; guarded by mu
 
 	node node // this process's registration (node.go)
 
@@ -1034,10 +1035,22 @@ func (s *Store) InsertFrom(h queue.Table, rows [][]byte, src *queue.Source) (uin
 		return 0, false, nil
 	}
 	r := &insReq{h: h, rows: rows, src: src, done: make(chan struct{})}
-	select {
-	case s.insCh <- r:
-	case <-s.ctx.Done():
-		return 0, false, queue.ErrClosed
+	if src == nil || src.RowID == 0 {
+		// Written by the next round, in its transaction (round.go).
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			return 0, false, queue.ErrClosed
+		}
+		s.insQueued = append(s.insQueued, r)
+		s.kickLocked()
+		s.mu.Unlock()
+	} else {
+		select {
+		case s.insCh <- r:
+		case <-s.ctx.Done():
+			return 0, false, queue.ErrClosed
+		}
 	}
 	select {
 	case <-r.done:
