@@ -188,6 +188,9 @@ func (s *Store) roundLoop() {
 	}
 }
 
+// gatherMax bounds gather.wait.
+const gatherMax = 20 * time.Millisecond
+
 // gather is what a round loop knows of its last round: how many sessions
 // it answered, when it ended and how long it took.
 type gather struct {
@@ -196,23 +199,23 @@ type gather struct {
 	d   time.Duration
 }
 
-// gatherShare is the part of the last round's duration that the next one
-// may wait for the sessions it answered.
-const gatherShare = 4
-
 // wait lets the sessions the last round answered come back before the
-// next round starts: until as many requests are queued, for at most a
-// share of the last round's duration after its end. A round costs the
-// upstream about as much whatever its size (its commit and log flush, a
-// few statements), and a round started at once carries the few requests
-// that came back first, the rest waiting for the next: rounds alternate
-// between small and big. A session that does not come back costs the
-// others that share of a round at most.
+// next round starts: until as many requests are queued, for at most the
+// last round's duration after its end (gatherMax at most: a round that
+// waited for a lock or failed is no measure). A round costs the upstream about
+// as much whatever its size (its commit and log flush, a few statements),
+// and a round started at once carries the few requests that came back
+// first, the rest waiting for the next: rounds alternated between small
+// and big. A session that does not come back costs the others one
+// round's duration at most. (bench/multinode, 2 nodes, mixed 16P+16C: a
+// quarter of the duration took 0.25 commits and 2.5 statements per
+// message, the whole duration 0.18 and 1.8, and about 20% less of
+// MariaDB's CPU per message.)
 func (g *gather) wait(s *Store) {
 	if g.n < 2 {
 		return
 	}
-	deadline := g.end.Add(g.d / time.Duration(gatherShare))
+	deadline := g.end.Add(min(g.d, gatherMax))
 	var timer *time.Timer
 	for {
 		s.mu.Lock()
