@@ -2,12 +2,18 @@ package integration
 
 import (
 	"context"
+	"crypto/sha256"
 	"database/sql"
+	"database/sql/driver"
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -250,6 +256,10 @@ func TestMultiNodeKill(t *testing.T) {
 			delete(orphaned, id)
 		}
 	}
+	var (
+		stopOwning    atomic.Bool           // the next stable consumer to get a row stops
+		stoppedOwning = make(chan struct{}) // closed when one did
+	)
 	var nextID atomic.Int64
 	produce := func(ctx context.Context, db *sql.DB) {
 		for ctx.Err() == nil {
@@ -268,7 +278,7 @@ func TestMultiNodeKill(t *testing.T) {
 		if err != nil {
 			return
 		}
-		defer c.Close()
+		defer discardConn(c) // it may own a row: disconnect, which gives it back
 		for ctx.Err() == nil {
 			var r int
 			if err := c.QueryRowContext(ctx, "SELECT queue_wait('kq', 1)").Scan(&r); err != nil {
@@ -279,6 +289,13 @@ func TestMultiNodeKill(t *testing.T) {
 			}
 			if r != 1 {
 				continue
+			}
+			if died == nil && stopOwning.CompareAndSwap(true, false) {
+				// Stopped while owning a row, as when ctx ends between
+				// the queue_wait and the next statement (which then is
+				// not sent): the row must come back.
+				close(stoppedOwning)
+				return
 			}
 			var id int64
 			if err := c.QueryRowContext(ctx, "SELECT id FROM kq").Scan(&id); err != nil {
@@ -322,8 +339,10 @@ func TestMultiNodeKill(t *testing.T) {
 		}
 	}
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
+	victims := make([]*server, 0, cycles)
 	for range cycles {
 		victim := startNode(t, store)
+		victims = append(victims, victim)
 		vdb, err := sql.Open("mysql", victim.dsn("test"))
 		if err != nil {
 			t.Fatal(err)
@@ -343,6 +362,14 @@ func TestMultiNodeKill(t *testing.T) {
 		vcancel()
 		vwg.Wait()
 		vdb.Close()
+	}
+	// One stable consumer stops while it owns a row (see consume), then
+	// every one stops.
+	stopOwning.Store(true)
+	select {
+	case <-stoppedOwning:
+	case <-time.After(time.Minute):
+		t.Error("no stable consumer got a row in a minute")
 	}
 	cancel()
 	wg.Wait()
@@ -389,6 +416,17 @@ func TestMultiNodeKill(t *testing.T) {
 			break
 		}
 		if time.Now().After(deadline) {
+			mu.Lock()
+			var open []int64 // acknowledged inserts without an acknowledged queue_end
+			for id := range inserted {
+				if !ended[id] {
+					open = append(open, id)
+				}
+			}
+			mu.Unlock()
+			slices.Sort(open)
+			t.Logf("diagnosis: rows owned on a killed node when it died and not delivered since: %v", slices.Sorted(maps.Keys(orphaned)))
+			killDiagnosis(t, store, nodes, victims, open)
 			t.Fatalf("%d rows still in the table %v after the last kill", n, bound)
 		}
 	}
@@ -416,6 +454,105 @@ func TestMultiNodeKill(t *testing.T) {
 	}
 	t.Logf("%d kill cycles: %d acknowledged rows, all delivered; %d owned on a killed node came back (kill to delivery: %s), %d were consumed by their last queue_end; stable nodes' longest pause %v",
 		cycles, len(inserted), len(back), latenciesOrNone(back), len(orphaned), stall)
+}
+
+// killDiagnosis logs, for a failed TestMultiNodeKill, what the store holds
+// (every row left with its owner, the registered nodes and whether their
+// lock is free, the open InnoDB transactions and the upstream's sessions),
+// which node (stable or killed, by its log) each node id was, the clients'
+// sessions on the stable nodes (an idle owner shows as "owns test.kq rowid
+// N") and the test's own record of the rows not consumed, so that a failure
+// explains itself.
+func killDiagnosis(t *testing.T, store string, stable, victims []*server, open []int64) {
+	t.Helper()
+	db, err := sql.Open("mysql", sharedMariaDB(t).dsn("root", "", store))
+	if err != nil {
+		t.Logf("diagnosis: %v", err)
+		return
+	}
+	defer db.Close()
+	h := sha256.Sum256([]byte(store))
+	prefix := "q4m_node:" + hex.EncodeToString(h[:8]) + ":" // the nodes' lock names (queue/sqlstore)
+	logQuery(t, db, "rows left (owner: the id of the node that owns it, 0: free)", "SELECT tid, rowid, owner, HEX(payload) FROM q4m_rows ORDER BY tid, rowid LIMIT 50")
+	logQuery(t, db, "registered nodes", "SELECT id, started, IS_FREE_LOCK(CONCAT(?, id)) AS lock_free, IS_USED_LOCK(CONCAT(?, id)) AS lock_holder FROM q4m_nodes ORDER BY id", prefix, prefix)
+	logQuery(t, db, "open InnoDB transactions", "SELECT trx_id, trx_state, trx_started, trx_mysql_thread_id, trx_rows_locked, trx_tables_locked, trx_query FROM information_schema.INNODB_TRX")
+	logQuery(t, db, "upstream sessions on the store", "SELECT ID, COMMAND, TIME, STATE, INFO FROM information_schema.PROCESSLIST WHERE DB = ?", store)
+	var who []string
+	for i, s := range append(slices.Clone(stable), victims...) {
+		name := fmt.Sprintf("stable node %d", i)
+		if i >= len(stable) {
+			name = fmt.Sprintf("the node killed in cycle %d", i-len(stable)+1)
+		}
+		for line := range strings.SplitSeq(s.logs.String(), "\n") {
+			var rec struct {
+				Msg  string
+				Node uint64
+			}
+			if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "queue store: node registered" {
+				who = append(who, fmt.Sprintf("node id %d: %s", rec.Node, name))
+			}
+		}
+	}
+	t.Logf("diagnosis: node ids\n  %s", strings.Join(who, "\n  "))
+	for i, s := range stable {
+		pool, err := sql.Open("mysql", s.dsn(""))
+		if err != nil {
+			continue
+		}
+		logQuery(t, pool, fmt.Sprintf("SHOW PROCESSLIST on stable node %d", i), "SHOW PROCESSLIST")
+		pool.Close()
+	}
+	t.Logf("diagnosis: acknowledged inserts without an acknowledged queue_end: %v", open)
+}
+
+// logQuery logs the result of q on db under title, one line a row.
+func logQuery(t *testing.T, db *sql.DB, title, q string, args ...any) {
+	t.Helper()
+	rows, err := db.Query(q, args...)
+	if err != nil {
+		t.Logf("diagnosis: %s: %v", title, err)
+		return
+	}
+	defer rows.Close()
+	cols, _ := rows.Columns()
+	var b strings.Builder
+	fmt.Fprintf(&b, "diagnosis: %s\n  %s", title, strings.Join(cols, " | "))
+	vals := make([]sql.NullString, len(cols))
+	ptrs := make([]any, len(cols))
+	for i := range vals {
+		ptrs[i] = &vals[i]
+	}
+	for rows.Next() {
+		if err := rows.Scan(ptrs...); err != nil {
+			t.Logf("diagnosis: %s: %v", title, err)
+			return
+		}
+		b.WriteString("\n  ")
+		for i, v := range vals {
+			if i > 0 {
+				b.WriteString(" | ")
+			}
+			if v.Valid {
+				b.WriteString(v.String)
+			} else {
+				b.WriteString("NULL")
+			}
+		}
+	}
+	t.Log(b.String())
+}
+
+// discardConn closes c's connection instead of putting it back in its
+// pool: a session that may own a row ends by disconnecting, which gives
+// the row back. Put back, it would stay in owner mode with its row, and the
+// next user of the pool would inherit the row (its queue_wait consuming it)
+// or leave it owned for good. A consumer stops so whenever its context ends
+// between a queue_wait that got a row and the next statement: database/sql
+// and go-sql-driver return the context's error without sending the
+// statement, and without closing the connection.
+func discardConn(c *sql.Conn) {
+	_ = c.Raw(func(any) error { return driver.ErrBadConn })
+	c.Close()
 }
 
 func latenciesOrNone(ds []time.Duration) string {
