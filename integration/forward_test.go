@@ -317,7 +317,7 @@ func TestForwardTwoServers(t *testing.T) {
 	gb.exec("CREATE TABLE db2.q (pad VARCHAR(32), id INT NOT NULL) ENGINE=queue")
 
 	p := fwdStart(t, "--wait-timeout=60", fwdDSN(a, "test", "q"), fwdDSN(b, "db2", "q"))
-	p.waitLog(30*time.Second, "connected")
+	p.waitLog(time.Minute, "connected")
 	dbA, dbB := a.open(t), b.open(t)
 	for i := 0; i < n; i += 100 {
 		fwdInsertIDs(t, ga, "q", i, i+100)
@@ -476,7 +476,7 @@ func TestForwardServerKill(t *testing.T) {
 			s := map[string]*server{"source": a, "destination": b}[victim]
 			addr := s.addr
 			s.kill()
-			p.waitLog(30*time.Second, "connection failed; reconnecting")
+			p.waitLog(time.Minute, "connection failed; reconnecting")
 			s.restart()
 			if s.addr != addr {
 				t.Fatalf("restarted at %s, not %s", s.addr, addr)
@@ -504,12 +504,22 @@ func TestForwardReset(t *testing.T) {
 	ga.exec("CREATE TABLE q (id INT NOT NULL, pad VARCHAR(32)) ENGINE=queue")
 	gb.exec("CREATE TABLE q (id INT NOT NULL, pad VARCHAR(32)) ENGINE=queue")
 	src, dst := fwdDSN(a, "test", "q"), fwdDSN(b, "test", "q")
-	skipped := func() int { return strings.Count(b.logs.String(), "skipping forwarded duplicates") }
+	// The destination logs a skipped row before it answers the INSERT, but
+	// the test reads its log from a pipe: wait for the lines expected
+	// (then there must be no more).
+	skipped := func(want int) int {
+		n := 0
+		eventually(t, time.Minute, fmt.Sprintf("%d 'skipping forwarded duplicates' lines", want), func() bool {
+			n = strings.Count(b.logs.String(), "skipping forwarded duplicates")
+			return n >= want
+		})
+		return n
+	}
 
 	fwdInsertIDs(t, ga, "q", 0, 10) // rowids 1..10
 	fwdDrain(t, src, dst)
 	gb.wantValue("10", "SELECT COUNT(*) FROM q")
-	if n := skipped(); n != 0 {
+	if n := skipped(0); n != 0 {
 		t.Errorf("%d rows skipped in the first run", n)
 	}
 
@@ -518,7 +528,7 @@ func TestForwardReset(t *testing.T) {
 	fwdDrain(t, src, dst)
 	gb.wantValue("10", "SELECT COUNT(*) FROM q")
 	ga.wantValue("0", "SELECT COUNT(*) FROM q")
-	if n := skipped(); n != 3 {
+	if n := skipped(3); n != 3 {
 		t.Errorf("destination skipped %d rows as duplicates, want 3", n)
 	}
 
@@ -538,7 +548,7 @@ func TestForwardReset(t *testing.T) {
 	if !slices.Equal(ids, want) {
 		t.Errorf("destination ids %v, want %v", ids, want)
 	}
-	if n := skipped(); n != 3 {
+	if n := skipped(3); n != 3 {
 		t.Errorf("destination skipped %d rows in all, want 3", n)
 	}
 }
@@ -554,11 +564,20 @@ func TestForwardProgressAndSIGTERM(t *testing.T) {
 	db := a.open(t)
 	p := fwdStart(t, "--log-every=10", "--progress-interval=0", "--wait-timeout=60", fwdDSN(a, "test", "src"), fwdDSN(a, "test", "dst"))
 	fwdInsertIDs(t, g, "src", 0, 25)
-	eventually(t, 30*time.Second, "25 rows at the destination", func() bool { return fwdCount(db, "dst") == 25 })
+	eventually(t, time.Minute, "25 rows at the destination", func() bool { return fwdCount(db, "dst") == 25 })
 	// Only queue_wait consumes a source row: the last one is gone once the
 	// forwarder is blocked waiting for the next.
 	eventually(t, time.Minute, "the forwarder to wait for more", func() bool { return fwdCount(db, "src") == 0 })
 
+	sigterm := time.Now()
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	p.wantExit(time.Minute, 0)
+	// Well under the 60 s wait it was blocked in.
+	if d := time.Since(sigterm); d > 30*time.Second {
+		t.Errorf("q4m-forward took %v to exit after SIGTERM", d)
+	}
+	// Read once it has exited: every line it wrote has been read from the
+	// pipe (before, the last could still be in it).
 	recs := p.records("progress")
 	if len(recs) != 2 {
 		t.Fatalf("%d progress lines, want 2: %v", len(recs), recs)
@@ -570,14 +589,6 @@ func TestForwardProgressAndSIGTERM(t *testing.T) {
 		if rate, ok := r["rate"].(float64); !ok || rate <= 0 {
 			t.Errorf("progress line %d has no positive rate: %v", i, r)
 		}
-	}
-
-	sigterm := time.Now()
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	p.wantExit(time.Minute, 0)
-	// Well under the 60 s wait it was blocked in.
-	if d := time.Since(sigterm); d > 30*time.Second {
-		t.Errorf("q4m-forward took %v to exit after SIGTERM", d)
 	}
 	if recs := p.records("stopped"); len(recs) != 1 || recs[0]["forwarded"] != float64(25) {
 		t.Errorf("stopped records: %v", recs)

@@ -151,7 +151,7 @@ func TestMetricsEndpoint(t *testing.T) {
 	}()
 	var mf metrics
 	jl := []string{"db", "test", "table", "mjobs"}
-	eventually(t, 30*time.Second, "the blocked queue_wait in q4mproxy_queue_waiters", func() bool {
+	eventually(t, time.Minute, "the blocked queue_wait in q4mproxy_queue_waiters", func() bool {
 		mf = scrapeMetrics(t, base)
 		v, _ := mf.get("q4mproxy_queue_waiters", "table", "mempty")
 		rows, _ := mf.get("q4mproxy_queue_rows", jl...) // the upstream store's count: up to a second old
@@ -462,7 +462,7 @@ func TestValveMetrics(t *testing.T) {
 	// The counters move as the valve decides, the tables as its writes
 	// commit: wait for both (through an upstream the commits come later,
 	// and the upstream store's row counts are up to a second old).
-	eventually(t, 30*time.Second, "the valve to take the 5 messages into q_timed and its backlog", func() bool {
+	eventually(t, time.Minute, "the valve to take the 5 messages into q_timed and its backlog", func() bool {
 		mf = scrapeMetrics(t, base)
 		a, _ := mf.get("q4mproxy_valve_messages_total", append(vl, "action", "admitted")...)
 		th, _ := mf.get("q4mproxy_valve_messages_total", append(vl, "action", "throttled")...)

@@ -45,7 +45,7 @@ func TestUpstreamStoreMetrics(t *testing.T) {
 	ms := []string{"db", "test", "table", "ms"}
 	mse := []string{"db", "test", "table", "mse"}
 	var ma, mb metrics
-	eventually(t, 30*time.Second, "node b's blocked queue_wait in q4mproxy_queue_waiters", func() bool {
+	eventually(t, time.Minute, "node b's blocked queue_wait in q4mproxy_queue_waiters", func() bool {
 		select {
 		case err := <-done:
 			t.Fatalf("node b's queue_wait('mse', 60) returned at once: %v", err)
@@ -58,7 +58,7 @@ func TestUpstreamStoreMetrics(t *testing.T) {
 	// The rows are each node's count of the table, at most a second old
 	// (the count is cached: scrapes in between cost the database nothing).
 	for _, base := range []string{baseA, baseB} {
-		eventually(t, 30*time.Second, "4 rows in q4mproxy_queue_rows at "+base, func() bool {
+		eventually(t, time.Minute, "4 rows in q4mproxy_queue_rows at "+base, func() bool {
 			v, _ := scrapeMetrics(t, base).get("q4mproxy_queue_rows", ms...)
 			return v == 4
 		})
@@ -93,7 +93,7 @@ func TestUpstreamStoreMetrics(t *testing.T) {
 	// nodes (within the one-second interval of each node's count).
 	consumer.wantValue("1", "SELECT queue_end()")
 	for _, base := range []string{baseA, baseB} {
-		eventually(t, 30*time.Second, "3 rows in q4mproxy_queue_rows at "+base, func() bool {
+		eventually(t, time.Minute, "3 rows in q4mproxy_queue_rows at "+base, func() bool {
 			v, _ := scrapeMetrics(t, base).get("q4mproxy_queue_rows", ms...)
 			return v == 3
 		})
@@ -113,7 +113,7 @@ func TestUpstreamStoreMetrics(t *testing.T) {
 	}{{"a", a, "1"}, {"b", b, "3"}} {
 		n.c.wantValue("3", "SELECT COUNT(*) FROM ms")
 		n.c.wantValue("3", "SELECT TABLE_ROWS FROM information_schema.TABLES WHERE TABLE_SCHEMA = 'test' AND TABLE_NAME = 'ms'")
-		eventually(t, 30*time.Second, "node "+n.name+"'s Queue_rows", func() bool {
+		eventually(t, time.Minute, "node "+n.name+"'s Queue_rows", func() bool {
 			return n.c.value("SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'Queue_rows'") == "3"
 		})
 		status := map[string]string{}
@@ -181,7 +181,7 @@ func TestUpstreamStoreReadyz(t *testing.T) {
 	if err := db.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 30*time.Second, "/readyz 503 with the database frozen", func() bool {
+	eventually(t, time.Minute, "/readyz 503 with the database frozen", func() bool {
 		code, body = httpGet(t, base+"/readyz")
 		return code == http.StatusServiceUnavailable
 	})
@@ -192,13 +192,13 @@ func TestUpstreamStoreReadyz(t *testing.T) {
 	if err := db.cmd.Process.Signal(syscall.SIGCONT); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 30*time.Second, "/readyz 200 with the database thawed", func() bool {
+	eventually(t, time.Minute, "/readyz 200 with the database thawed", func() bool {
 		code, _ = httpGet(t, base+"/readyz")
 		return code == http.StatusOK
 	})
 
 	db.stop()
-	eventually(t, 30*time.Second, "/readyz 503 with the database shut down", func() bool {
+	eventually(t, time.Minute, "/readyz 503 with the database shut down", func() bool {
 		code, body = httpGet(t, base+"/readyz")
 		return code == http.StatusServiceUnavailable
 	})

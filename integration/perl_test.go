@@ -71,7 +71,7 @@ func TestPerlKilledOwner(t *testing.T) {
 			connExec(t, c, "INSERT INTO kq (v) VALUES (1), (2), (3)")
 
 			p := s.startPerl(t, d, "own_and_sleep.pl", "kq", "10")
-			if line := p.waitLine(t, 30*time.Second, "OWNED ", "RESULT "); line != "OWNED 1" {
+			if line := p.waitLine(t, time.Minute, "OWNED ", "RESULT "); line != "OWNED 1" {
 				t.Fatalf("helper printed %q, want %q", line, "OWNED 1")
 			}
 			if got := connInts(t, c, "SELECT v FROM kq"); !slices.Equal(got, []int64{2, 3}) {
@@ -116,7 +116,7 @@ func TestPerlKilledWaiter(t *testing.T) {
 			connExec(t, c, "INSERT INTO ksig (v) VALUES (1)")
 
 			p := s.startPerl(t, d, "own_and_sleep.pl", "kw", "60", "ksig")
-			p.waitLine(t, 30*time.Second, "WAITING")
+			p.waitLine(t, time.Minute, "WAITING")
 			// The helper owns the ksig row; its queue_wait('kw', 60) consumes
 			// that row before blocking, so COUNT(*) = 0 means the wait started.
 			eventually(t, time.Minute, "the Perl client to be inside queue_wait('kw', 60)", func() bool {

@@ -28,7 +28,7 @@ func TestProcessList(t *testing.T) {
 	}()
 
 	var rows [][]string
-	eventually(t, 30*time.Second, "the waiter to show in SHOW FULL PROCESSLIST", func() bool {
+	eventually(t, time.Minute, "the waiter to show in SHOW FULL PROCESSLIST", func() bool {
 		rows = admin.rows("SHOW FULL PROCESSLIST")
 		for _, r := range rows {
 			if r[0] == waiterID && r[6] == "Waiting in queue_wait" {
@@ -60,7 +60,7 @@ func TestProcessList(t *testing.T) {
 	// owner with its row.
 	for _, stmt := range []string{"SHOW FULL PROCESSLIST", "SHOW PROCESSLIST"} {
 		var out string
-		eventually(t, 30*time.Second, stmt+" in the mysql CLI to show the waiter waiting 1 s or more", func() bool {
+		eventually(t, time.Minute, stmt+" in the mysql CLI to show the waiter waiting 1 s or more", func() bool {
 			o, err := s.mysqlCLI(t, "", "-B", "-N", "-e", stmt)
 			if err != nil {
 				t.Fatalf("mysql -e %q: %v\n%s", stmt, err, o)

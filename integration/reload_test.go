@@ -28,7 +28,7 @@ func (s *server) reloadAndWait(t *testing.T, msg string, n int) map[string]any {
 		t.Fatal(err)
 	}
 	seen := 0
-	line, ok := s.logs.waitFor(30*time.Second, func(l string) bool {
+	line, ok := s.logs.waitFor(time.Minute, func(l string) bool {
 		if strings.Contains(l, `"msg":"`+msg+`"`) {
 			seen++
 		}

@@ -134,7 +134,7 @@ func TestShowStatusCLI(t *testing.T) {
 	aborted := after["Aborted_clients"]
 	raw := rawLogin(t, s) // abuse_test.go
 	raw.c.Close()
-	eventually(t, 30*time.Second, "Aborted_clients to count a connection closed without COM_QUIT", func() bool {
+	eventually(t, time.Minute, "Aborted_clients to count a connection closed without COM_QUIT", func() bool {
 		var v string
 		_ = g.c.QueryRowContext(t.Context(), "SHOW GLOBAL STATUS LIKE 'Aborted_clients'").Scan(new(string), &v)
 		n, _ := strconv.ParseInt(v, 10, 64)
@@ -157,7 +157,7 @@ func TestInformationSchemaProcessList(t *testing.T) {
 		done <- err
 	}()
 	q := "SELECT ID, USER, DB, COMMAND, STATE, INFO FROM information_schema.PROCESSLIST WHERE ID = " + waiterID
-	eventually(t, 30*time.Second, "the waiter in information_schema.PROCESSLIST", func() bool {
+	eventually(t, time.Minute, "the waiter in information_schema.PROCESSLIST", func() bool {
 		rows := admin.rows(q)
 		return len(rows) == 1 && rows[0][4] == "Waiting in queue_wait"
 	})
@@ -381,7 +381,7 @@ func TestMysqldExporter(t *testing.T) {
 	}()
 	series := `mysql_info_schema_processlist_threads{command="query",state="waiting_in_queue_wait"}`
 	var m3 map[string]float64
-	eventually(t, 30*time.Second, "the exporter to see the consumer waiting in queue_wait", func() bool {
+	eventually(t, time.Minute, "the exporter to see the consumer waiting in queue_wait", func() bool {
 		var err error
 		m3, err = scrape(t, url)
 		return err == nil && m3[series] == 1

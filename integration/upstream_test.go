@@ -232,7 +232,7 @@ func TestUpstreamKillQuery(t *testing.T) {
 	}()
 	// KILL QUERY with the id the victim saw; wait until the upstream runs it.
 	up := openMariaDB(t, "root", "", "")
-	eventually(t, 30*time.Second, "the forwarded SLEEP to run upstream", func() bool {
+	eventually(t, time.Minute, "the forwarded SLEEP to run upstream", func() bool {
 		var n int
 		_ = up.QueryRow("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO = 'SELECT SLEEP(60)'").Scan(&n)
 		return n == 1
@@ -321,7 +321,7 @@ func TestUpstreamConnectionLoss(t *testing.T) {
 		if _, err := direct.Exec("KILL CONNECTION " + id); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, 30*time.Second, "the upstream connection to go", func() bool {
+		eventually(t, time.Minute, "the upstream connection to go", func() bool {
 			var n int
 			_ = direct.QueryRow("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE ID = " + id).Scan(&n)
 			return n == 0

@@ -99,7 +99,7 @@ func (rs *mvPerlReaders) start(t *testing.T, id int, hold ...int) *perlProc {
 		hs = append(hs, strconv.Itoa(h))
 	}
 	p := rs.s.startPerl(t, "mysql", "mvalve_reader.pl", "1000", "1", strings.Join(hs, ","))
-	p.waitLine(t, 30*time.Second, "READY")
+	p.waitLine(t, time.Minute, "READY")
 	go func() {
 		for l := range p.lines {
 			f := strings.Fields(l)
@@ -286,7 +286,7 @@ func TestValvePerlReaderLate(t *testing.T) {
 	rs := &mvPerlReaders{s: s}
 	start := time.Now()
 	rs.start(t, 1)
-	eventually(t, 30*time.Second, "every message", func() bool { return rs.has(msgs) })
+	eventually(t, time.Minute, "every message", func() bool { return rs.has(msgs) })
 	took := time.Since(start)
 	if len(rs.bad) > 0 {
 		t.Errorf("unexpected lines from mvalve_reader.pl: %q", rs.bad)
@@ -318,7 +318,7 @@ func TestValvePerlReaderStalled(t *testing.T) {
 	p1 := rs.start(t, 1, 3, 9)
 	mvInsertFramed(t, s, msgs)
 
-	eventually(t, 30*time.Second, "the first reader to hold its 3rd message", func() bool { return rs.holds(1, 3) })
+	eventually(t, time.Minute, "the first reader to hold its 3rd message", func() bool { return rs.holds(1, 3) })
 	stalledAt := time.Now()
 	heldDest := rs.snapshot()[2].fromQueue
 	// COUNT(*) ... WHERE skips rows other connections own (as Q4M's):
@@ -342,7 +342,7 @@ func TestValvePerlReaderStalled(t *testing.T) {
 	if err := p1.cmd.Process.Signal(syscall.SIGUSR1); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 30*time.Second, "the first reader to hold its 9th message", func() bool { return rs.holds(1, 9) })
+	eventually(t, time.Minute, "the first reader to hold its 9th message", func() bool { return rs.holds(1, 9) })
 	p1.kill(t)
 	killedAt := time.Now()
 	got := rs.snapshot()
@@ -351,7 +351,7 @@ func TestValvePerlReaderStalled(t *testing.T) {
 		return time.Since(killedAt) > 3*mvInterval/2
 	})
 	rs.start(t, 2)
-	eventually(t, 30*time.Second, "every message", func() bool { return rs.has(msgs) })
+	eventually(t, time.Minute, "every message", func() bool { return rs.has(msgs) })
 	if len(rs.bad) > 0 {
 		t.Errorf("unexpected lines from mvalve_reader.pl: %q", rs.bad)
 	}

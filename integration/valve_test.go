@@ -110,6 +110,16 @@ func TestMvalveModeA(t *testing.T) {
 						t.Fatalf("perl %s (%s): incomplete or failing TAP:\n%s", sc.script, d, out)
 					}
 					t.Logf("%s with DBD::%s: %s, %v", sc.script, d, tapPlan.FindString(out), time.Since(start).Round(time.Millisecond))
+					// Without a valve, SHOW VALVE STATUS is empty.
+					rows, err := s.open(t).Query("SHOW VALVE STATUS")
+					if err != nil {
+						t.Fatal(err)
+					}
+					got, err := scanStrings(rows)
+					if err != nil || len(got) != 0 {
+						t.Errorf("SHOW VALVE STATUS without a valve: %q, %v; want no rows", got, err)
+					}
+					s.stop() // so that every statement it logged has been read from its pipe
 					stmts := mvStatements(t, s)
 					for _, w := range append(slices.Clone(mvalveCommonWire), sc.wire...) {
 						re := regexp.MustCompile(w)
@@ -135,15 +145,6 @@ func TestMvalveModeA(t *testing.T) {
 								t.Errorf("INSERT value %q is not a quoted literal: %q", v, st)
 							}
 						}
-					}
-					// Without a valve, SHOW VALVE STATUS is empty.
-					rows, err := s.open(t).Query("SHOW VALVE STATUS")
-					if err != nil {
-						t.Fatal(err)
-					}
-					got, err := scanStrings(rows)
-					if err != nil || len(got) != 0 {
-						t.Errorf("SHOW VALVE STATUS without a valve: %q, %v; want no rows", got, err)
 					}
 				})
 			}
@@ -1028,7 +1029,7 @@ func TestValvePerlReader(t *testing.T) {
 	}
 
 	p := s.startPerl(t, "mysql", "mvalve_reader.pl", strconv.Itoa(len(order)))
-	p.waitLine(t, 30*time.Second, "READY")
+	p.waitLine(t, time.Minute, "READY")
 	if _, ok := s.logs.waitFor(time.Minute, func(l string) bool {
 		return strings.Contains(l, `"msg":"statement"`) && strings.Contains(l, `q_timed:ready<`) && strings.Contains(l, `'q_incoming','60')`)
 	}); !ok {
