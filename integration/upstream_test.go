@@ -345,7 +345,7 @@ func TestUpstreamConnectionLoss(t *testing.T) {
 	}
 	// Its connection is gone, and with it the owned row: another consumer gets it.
 	other := newGConn(t, s, driverModes[1])
-	other.wantValue("1", "SELECT queue_wait('lq', 10)")
+	other.wantValue("1", "SELECT queue_wait('lq', 60)")
 	other.wantRows("SELECT v FROM lq", nil, []string{"1"})
 }
 

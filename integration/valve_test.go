@@ -650,18 +650,23 @@ func mvCheckDelivery(t testing.TB, got []mvGot, want, maybe []mvSent) map[string
 // mvMax apart.
 func mvCheckRate(t testing.TB, dest string, gs []mvGot) time.Duration {
 	t.Helper()
-	ats := make([]time.Time, len(gs))
-	for i, g := range gs {
-		ats[i] = g.at
-	}
-	slices.SortFunc(ats, func(a, b time.Time) int { return a.Compare(b) })
+	gs = slices.Clone(gs)
+	slices.SortFunc(gs, func(a, b mvGot) int { return a.at.Compare(b.at) })
 	minGap := time.Duration(1 << 62)
-	for i := mvMax; i < len(ats); i++ {
-		gap := ats[i].Sub(ats[i-mvMax])
+	bad := false
+	for i := mvMax; i < len(gs); i++ {
+		gap := gs[i].at.Sub(gs[i-mvMax].at)
 		minGap = min(minGap, gap)
 		if gap <= mvInterval-mvTolerance {
+			bad = true
 			t.Errorf("destination %s: arrivals %d and %d are %v apart: %d arrivals within %v (limit %d per %v, tolerance %v)",
 				dest, i-mvMax+1, i+1, gap.Round(time.Microsecond), mvMax+1, gap.Round(time.Millisecond), mvMax, mvInterval, mvTolerance)
+		}
+	}
+	if bad { // so that a failure shows what arrived when
+		for i, g := range gs {
+			t.Logf("  %s arrival %d: +%v from %s rowid %d, consumer %d, confirmed %v", dest, i+1,
+				g.at.Sub(gs[0].at).Round(time.Microsecond), g.table, g.rowid, g.consumer, g.confirmed)
 		}
 	}
 	return minGap

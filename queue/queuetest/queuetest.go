@@ -917,7 +917,7 @@ func testOnConsume(t *testing.T, s queue.Store) {
 	mustTake(t, c, 1, "q")
 	end(t, c)
 	// A shared store calls the hook soon after the consume, from its log.
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(time.Minute)
 	for {
 		mu.Lock()
 		n := len(got)
