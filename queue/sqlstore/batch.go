@@ -14,10 +14,12 @@ import (
 )
 
 // Group commit one level up: the inserts of concurrent sessions of this
-// process are gathered by one loop into one upstream transaction (at most
-// maxBatch of them), which locks each table's state row once, hands out the
-// rowids, writes every row and commits once. While a batch commits, the
-// next one gathers.
+// process are gathered into one upstream transaction (at most maxBatch of
+// them), which locks each table's state row once, hands out the rowids,
+// writes every row and commits once. Inserts with no relay mark ride the
+// round loop's transactions (round.go; alone, they are a batch of their
+// own there); inserts with one (queue_set_srcid) have the insert loop
+// below. While a batch commits, the next one gathers.
 
 const maxBatch = 256
 

@@ -16,15 +16,15 @@ import (
 	"github.com/q4mproxy/q4mproxy/queue"
 )
 
-// Group commit one level up, for owners: the consumes, releases and waits
-// of a process's sessions are served by one loop in rounds. A round is one
-// upstream transaction that deletes the rows consumed, gives back the rows
-// released, claims rows for the waits (in arrival order, each wait's
-// tables in its argument order, conditions evaluated here), writes this
-// node's id into the claimed rows' owner column, raises the change counter
-// of the tables that got rows back, and commits once; every request of the
-// round is answered after that commit. While a round runs, the next one
-// gathers. A wait that got no row stays pending, and is looked at again in
+// Group commit one level up, for owners: the consumes, releases, waits
+// and inserts of a process's sessions are served by one loop in rounds. A
+// round is one upstream transaction that deletes the rows consumed, gives
+// back the rows released, claims rows for the waits (in arrival order,
+// each wait's tables in its argument order, conditions evaluated here),
+// writes this node's id into the claimed rows' owner column, writes the
+// rows inserted (batch.go), raises the change counter of the tables that
+// got rows, and commits once; every request of the round is answered after
+// that commit. While a round runs, the next one gathers. A wait that got no row stays pending, and is looked at again in
 // a later round when one of its tables may have rows for it (an insert or
 // a release here, a change counter moved by another node, or every
 // RecheckInterval).

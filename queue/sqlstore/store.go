@@ -33,8 +33,8 @@
 // upstream holds its named lock (GET_LOCK) on a connection of its own.
 // Nodes give back the rows of nodes whose lock is free. The consumes,
 // releases and waits of a node's sessions are served together by its round
-// loop, one upstream transaction per round (round.go), as its inserts are
-// by its insert loop (batch.go).
+// loop, one upstream transaction per round (round.go), which writes its
+// inserts too (batch.go).
 //
 // # Wake-ups
 //
