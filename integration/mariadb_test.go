@@ -189,7 +189,15 @@ func startMariaDB() (*mariadb, error) {
 	// Options shared by mariadb-install-db (which passes them on to its
 	// bootstrap mariadbd) and the server, for a small, quick server:
 	// durability is not what these tests are about.
+	// A temp dir of its own: mariadb-install-db's bootstrap and the
+	// server make temporary tables under --tmpdir, and servers of other
+	// tests sharing /tmp have failed to remove each other's.
+	tmp := filepath.Join(dir, "tmp")
+	if err := os.Mkdir(tmp, 0o700); err != nil {
+		return fail(err)
+	}
 	common := []string{
+		"--tmpdir=" + tmp,
 		"--skip-name-resolve",
 		"--skip-log-bin",
 		"--innodb-buffer-pool-size=64M",

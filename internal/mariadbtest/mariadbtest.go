@@ -100,7 +100,16 @@ func start() (*Server, error) {
 		return nil, err
 	}
 	s := &Server{dir: dir, Sock: filepath.Join(dir, "sock")}
+	// A temp dir of its own: mariadb-install-db's bootstrap and the
+	// server make temporary tables under --tmpdir, and servers of other
+	// tests sharing /tmp have failed to remove each other's.
+	tmp := filepath.Join(dir, "tmp")
+	if err := os.Mkdir(tmp, 0o700); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
 	common := []string{
+		"--tmpdir=" + tmp,
 		"--skip-name-resolve", "--skip-log-bin",
 		"--innodb-buffer-pool-size=64M", "--innodb-log-file-size=16M",
 		"--innodb-flush-log-at-trx-commit=0", "--innodb-doublewrite=0",
