@@ -91,9 +91,11 @@ func TestValveMultiNode(t *testing.T) {
 	dests := []string{"alpha", "beta", "gamma"}
 	msgs := mvMessages(dests, 8)
 	ins := []*mvInserter{leader.mvInserter(t), standby.mvInserter(t)}
+	start := time.Now()
 	for i, m := range msgs {
 		ins[i%2].mustInsert(t, "q_incoming", m)
 	}
+	decided := mvDecided(t, ldb, dests, 8, start)
 	eventually(t, time.Minute, "all 24 messages to arrive", func() bool { return col.has(msgs) })
 	mvDrained(t, ldb, time.Minute)
 	if st := mvValveStatus(t, sdb); len(st) != 0 {
@@ -101,7 +103,7 @@ func TestValveMultiNode(t *testing.T) {
 	}
 	st := mvValveStatus(t, ldb)
 	for _, d := range dests {
-		mvWantStatus(t, st, d, 2, 6, 0, 6, 0)
+		mvWantSplit(t, st, d, 2, 6, decided)
 	}
 	byDest := mvCheckDelivery(t, col.snapshot(), msgs, nil)
 	for d, gs := range byDest {

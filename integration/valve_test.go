@@ -702,6 +702,7 @@ func TestValveRate(t *testing.T) {
 	start := time.Now()
 	s.mvInserter(t).mustInsert(t, "q_incoming", msgs...)
 	t.Logf("inserted %d messages in %v", len(msgs), time.Since(start).Round(time.Millisecond))
+	decided := mvDecided(t, db, dests, 10, start)
 	eventually(t, time.Minute, "all 30 messages to arrive", func() bool { return col.has(msgs) })
 	mvDrained(t, db, time.Minute)
 	pool.stop()
@@ -721,25 +722,72 @@ func TestValveRate(t *testing.T) {
 		}
 		// 2 at once, then 2 per second once the previous ones were
 		// consumed: the 9th arrives more than 4 s after the 1st (the rate
-		// check implies it), and (a generous bound) well within 8 s.
+		// check implies it), and (a generous bound) well within 8 s of
+		// the valve's last decision.
 		span := last.Sub(first)
-		if span <= 4*mvInterval || span > 8*mvInterval {
-			t.Errorf("destination %s: arrivals span %v, want a little over 4 s", d, span)
+		if span <= 4*mvInterval || span > 8*mvInterval+decided {
+			t.Errorf("destination %s: arrivals span %v, want a little over 4 s (decisions took %v)", d, span, decided)
 		}
 		t.Logf("destination %s: arrivals span %v; smallest distance between arrivals 2 apart %v", d, span.Round(time.Millisecond), gap.Round(time.Microsecond))
-		if n := mvCount(t, db, "SELECT COUNT(*) FROM q_statslog WHERE action = 'throttle' AND destination = ?", d); n != 8 {
-			t.Errorf("q_statslog: %d throttle rows for %s, want 8", n, d)
-		}
-	}
-	if n := mvCount(t, db, "SELECT COUNT(*) FROM q_statslog"); n != 24 {
-		t.Errorf("q_statslog has %d rows, want 24 (the throttle rows)", n)
 	}
 	st := mvValveStatus(t, db)
+	throttled := 0
 	for _, d := range dests {
-		mvWantStatus(t, st, d, 2, 8, 0, 8, 0)
+		mvWantSplit(t, st, d, 2, 8, decided)
+		throttled += st[d].throttled
+		if n := mvCount(t, db, "SELECT COUNT(*) FROM q_statslog WHERE action = 'throttle' AND destination = ?", d); n != st[d].throttled {
+			t.Errorf("q_statslog: %d throttle rows for %s, want %d", n, d, st[d].throttled)
+		}
+	}
+	if n := mvCount(t, db, "SELECT COUNT(*) FROM q_statslog"); n != throttled {
+		t.Errorf("q_statslog has %d rows, want %d (the throttle rows)", n, throttled)
 	}
 	if len(st) != len(dests) {
 		t.Errorf("SHOW VALVE STATUS has %d rows, want %d", len(st), len(dests))
+	}
+}
+
+// mvDecided waits until the valve has decided on n messages of each of
+// dests, and returns how long after start it saw that: at most that long
+// after start the valve decided on the last of them (it counts a decision
+// once it is durable).
+func mvDecided(t testing.TB, db *sql.DB, dests []string, n int, start time.Time) time.Duration {
+	t.Helper()
+	var took time.Duration
+	eventually(t, time.Minute, fmt.Sprintf("the valve to decide on %d messages of each destination", n), func() bool {
+		st := mvValveStatus(t, db)
+		for _, d := range dests {
+			if st[d].admitted+st[d].throttled < n {
+				return false
+			}
+		}
+		took = time.Since(start)
+		return true
+	})
+	return took
+}
+
+// mvWantSplit checks SHOW VALVE STATUS for dest once every message of
+// a burst was delivered: admitted at once and throttled (each then
+// released; none dropped or still scheduled). The split is exact when
+// the valve decided on the whole burst within an interval of its first
+// message (decided): the first max_items are admitted, and each later
+// one finds them still counted, or others of its destination waiting.
+// Slower, as on a machine whose fsyncs take a tenth of a second, a later
+// message may find its destination's window empty again and be admitted:
+// then only the totals are checked (the rate is, in any case, by the
+// arrivals).
+func mvWantSplit(t testing.TB, st map[string]mvStatus, dest string, admitted, throttled int, decided time.Duration) {
+	t.Helper()
+	if decided < mvInterval {
+		mvWantStatus(t, st, dest, admitted, throttled, 0, throttled, 0)
+		return
+	}
+	s := st[dest]
+	t.Logf("the valve decided on the burst in %v, more than the interval: %s's admitted/throttled split (%d/%d) depends on timing", decided, dest, s.admitted, s.throttled)
+	if s.admitted < admitted || s.admitted+s.throttled != admitted+throttled || s.released != s.throttled || s.dropped != 0 || s.scheduled != 0 {
+		t.Errorf("SHOW VALVE STATUS %s: admitted %d throttled %d dropped %d released %d scheduled %d; want at least %d admitted, %d in all, every throttled one released",
+			dest, s.admitted, s.throttled, s.dropped, s.released, s.scheduled, admitted, admitted+throttled)
 	}
 }
 
@@ -856,7 +904,9 @@ func mvRestartRun(t *testing.T, down func(s *server)) ([]mvSent, []mvGot, *serve
 	pool := s.mvConsume(t, col, 3)
 	dests := []string{"alpha", "beta", "gamma"}
 	msgs := mvMessages(dests, 10)
+	start := time.Now()
 	s.mvInserter(t).mustInsert(t, "q_incoming", msgs...)
+	decided := mvDecided(t, db, dests, 10, start)
 	eventually(t, time.Minute, "12 messages to arrive", func() bool { return len(col.snapshot()) >= 12 })
 
 	// Go down 100 ms before the next scheduled release.
@@ -895,8 +945,10 @@ func mvRestartRun(t *testing.T, down func(s *server)) ([]mvSent, []mvGot, *serve
 		t.Errorf("consumer errors after the restart: %v", errs)
 	}
 	for _, d := range dests {
-		if n := mvCount(t, db, "SELECT COUNT(*) FROM q_statslog WHERE action = 'throttle' AND destination = ?", d); n != 8 {
-			t.Errorf("q_statslog: %d throttle rows for %s, want 8", n, d)
+		// 8 when the valve decided on the burst within an interval (see
+		// mvWantSplit); else some may have been admitted at once.
+		if n := mvCount(t, db, "SELECT COUNT(*) FROM q_statslog WHERE action = 'throttle' AND destination = ?", d); n != 8 && (decided < mvInterval || n > 8) {
+			t.Errorf("q_statslog: %d throttle rows for %s, want 8 (the valve decided on the burst in %v)", n, d, decided)
 		}
 	}
 	return msgs, col.snapshot(), s
@@ -1041,11 +1093,17 @@ func TestValvePerlReader(t *testing.T) {
 		t.Fatal("the Perl reader's queue_wait did not reach the server")
 	}
 	ins := s.open(t)
+	start := time.Now()
 	for _, m := range order {
 		if _, err := ins.Exec("INSERT INTO q_incoming (destination, message) VALUES (?, ?)", m.dest, m.blob); err != nil {
 			t.Fatal(err)
 		}
 	}
+	var pdests []string
+	for d := 1; d <= 8; d++ {
+		pdests = append(pdests, fmt.Sprintf("p%d", d))
+	}
+	decided := mvDecided(t, db, pdests, 3, start)
 	// Record each destination's slot (Next_release) as soon as it is
 	// known: once the reader consumed the destination's first two
 	// messages, until its third is released.
@@ -1156,8 +1214,8 @@ func TestValvePerlReader(t *testing.T) {
 			len(deltas), deltas[0].Round(10*time.Microsecond), deltas[len(deltas)/2].Round(10*time.Microsecond), deltas[len(deltas)-1].Round(10*time.Microsecond))
 	}
 	st := mvValveStatus(t, db)
-	for d := 1; d <= 8; d++ {
-		mvWantStatus(t, st, fmt.Sprintf("p%d", d), 2, 1, 0, 1, 0)
+	for _, d := range pdests {
+		mvWantSplit(t, st, d, 2, 1, decided)
 	}
 }
 
