@@ -3,18 +3,14 @@ package server
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"io"
 	"log/slog"
 	"net"
 	"testing"
-	"time"
 
-	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/go-mysql-org/go-mysql/mysql"
 	gms "github.com/go-mysql-org/go-mysql/server"
 
-	"github.com/q4mproxy/q4mproxy/queue"
 	"github.com/q4mproxy/q4mproxy/sqlfront"
 	"github.com/q4mproxy/q4mproxy/upstream"
 )
@@ -81,29 +77,12 @@ func startPointUpstream(tb testing.TB) string {
 func startForwardingServer(tb testing.TB, upstreamAddr string) string {
 	tb.Helper()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	db, err := queue.Open("db", &queue.Options{FS: vfs.NewMem(), Logger: log, InitialDatabases: []string{"test"}})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	srv := New(nil, Config{Version: "5.7.99-test", Users: map[string]string{"root": ""}, Logger: log,
-		Upstream: &upstream.Config{Addr: upstreamAddr, Logger: log}})
-	srv.SetEngine(sqlfront.NewEngine(db, sqlfront.Config{Version: "5.7.99-test", Upstream: true, Kill: srv.Kill, ProcessList: srv.ProcessList, Status: srv.StatusRows, FlushStatus: srv.FlushStatus, Logger: log}))
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(l) }()
-	tb.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(ctx)
-		if err := <-served; !errors.Is(err, ErrServerClosed) {
-			tb.Errorf("Serve returned %v", err)
-		}
-		db.Close()
-	})
-	return l.Addr().String()
+	_, addr := serveTest(tb, Config{Version: testVersion, Users: map[string]string{"root": ""}, Logger: log,
+		Upstream: &upstream.Config{Addr: upstreamAddr, Logger: log}},
+		func(srv *Server) sqlfront.Config {
+			return sqlfront.Config{Version: testVersion, Upstream: true, Kill: srv.Kill, ProcessList: srv.ProcessList, Status: srv.StatusRows, FlushStatus: srv.FlushStatus, Logger: log}
+		})
+	return addr
 }
 
 // BenchmarkForwardPointSelect relays sysbench's oltp_point_select (a

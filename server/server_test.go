@@ -18,28 +18,44 @@ import (
 	"github.com/q4mproxy/q4mproxy/sqlfront"
 )
 
+// testVersion is the server version the test servers announce.
+const testVersion = "5.7.99-test"
+
 // startServer runs a Server in-process on 127.0.0.1:0 over an in-memory store.
 func startServer(t testing.TB) (*Server, string) {
 	t.Helper()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	db, err := queue.Open("db", &queue.Options{FS: vfs.NewMem(), Logger: log, InitialDatabases: []string{"test"}})
+	return serveTest(t, Config{Version: testVersion, Users: map[string]string{"root": ""}, Logger: log},
+		func(srv *Server) sqlfront.Config {
+			return sqlfront.Config{Version: testVersion, Kill: srv.Kill, ProcessList: srv.ProcessList, Status: srv.StatusRows, FlushStatus: srv.FlushStatus, Logger: log}
+		})
+}
+
+// serveTest runs a Server with cfg in-process on 127.0.0.1:0 over an
+// in-memory store (logging to cfg.Logger) that holds the database "test",
+// with the engine engine(srv) configures. At cleanup the server is shut
+// down, Serve must have returned ErrServerClosed, and the store is closed.
+func serveTest(tb testing.TB, cfg Config, engine func(srv *Server) sqlfront.Config) (*Server, string) {
+	tb.Helper()
+	db, err := queue.Open("db", &queue.Options{FS: vfs.NewMem(), Logger: cfg.Logger, InitialDatabases: []string{"test"}})
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	srv := New(nil, Config{Version: "5.7.99-test", Users: map[string]string{"root": ""}, Logger: log})
-	srv.SetEngine(sqlfront.NewEngine(db, sqlfront.Config{Version: "5.7.99-test", Kill: srv.Kill, ProcessList: srv.ProcessList, Status: srv.StatusRows, FlushStatus: srv.FlushStatus, Logger: log}))
+	srv := New(nil, cfg)
+	srv.SetEngine(sqlfront.NewEngine(db, engine(srv)))
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatal(err)
+		db.Close()
+		tb.Fatal(err)
 	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(l) }()
-	t.Cleanup(func() {
+	tb.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		_ = srv.Shutdown(ctx)
 		if err := <-served; !errors.Is(err, ErrServerClosed) {
-			t.Errorf("Serve returned %v", err)
+			tb.Errorf("Serve returned %v", err)
 		}
 		db.Close()
 	})

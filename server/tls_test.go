@@ -1,7 +1,6 @@
 package server
 
 import (
-	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -10,7 +9,6 @@ import (
 	"crypto/x509/pkix"
 	"database/sql"
 	"encoding/binary"
-	"errors"
 	"io"
 	"log/slog"
 	"math/big"
@@ -19,9 +17,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cockroachdb/pebble/v2/vfs"
-
-	"github.com/q4mproxy/q4mproxy/queue"
 	"github.com/q4mproxy/q4mproxy/sqlfront"
 )
 
@@ -51,32 +46,14 @@ func testTLSConfig(t *testing.T) *tls.Config {
 func startTLSServer(t *testing.T, max int64) string {
 	t.Helper()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	db, err := queue.Open("db", &queue.Options{FS: vfs.NewMem(), Logger: log, InitialDatabases: []string{"test"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := New(nil, Config{
-		Version: "5.7.99-test", Users: map[string]string{"root": "secret"}, Logger: log,
+	_, addr := serveTest(t, Config{
+		Version: testVersion, Users: map[string]string{"root": "secret"}, Logger: log,
 		TLS: testTLSConfig(t), RequireSecureTransport: true, MaxAllowedPacket: max,
 		HandshakeTimeout: time.Minute, // not what ends a login in these tests
+	}, func(srv *Server) sqlfront.Config {
+		return sqlfront.Config{Version: testVersion, Kill: srv.Kill, Logger: log}
 	})
-	srv.SetEngine(sqlfront.NewEngine(db, sqlfront.Config{Version: "5.7.99-test", Kill: srv.Kill, Logger: log}))
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(l) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(ctx)
-		if err := <-served; !errors.Is(err, ErrServerClosed) {
-			t.Errorf("Serve returned %v", err)
-		}
-		db.Close()
-	})
-	return l.Addr().String()
+	return addr
 }
 
 // openTLS opens a go-sql-driver pool over TLS (certificate not verified).

@@ -2,9 +2,7 @@ package server
 
 import (
 	"bytes"
-	"context"
 	"crypto/tls"
-	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -13,9 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cockroachdb/pebble/v2/vfs"
-
-	"github.com/q4mproxy/q4mproxy/queue"
 	"github.com/q4mproxy/q4mproxy/sqlfront"
 )
 
@@ -46,29 +41,11 @@ func (s *syncBuffer) String() string {
 func TestTLSBadHandshake(t *testing.T) {
 	logs := &syncBuffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	db, err := queue.Open("db", &queue.Options{FS: vfs.NewMem(), Logger: log, InitialDatabases: []string{"test"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := New(nil, Config{Version: "5.7.99-test", Users: map[string]string{"root": "secret"}, Logger: log,
-		TLS: testTLSConfig(t), HandshakeTimeout: time.Minute})
-	srv.SetEngine(sqlfront.NewEngine(db, sqlfront.Config{Version: "5.7.99-test", Kill: srv.Kill, Logger: log}))
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(l) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(ctx)
-		if err := <-served; !errors.Is(err, ErrServerClosed) {
-			t.Errorf("Serve returned %v", err)
-		}
-		db.Close()
-	})
-	addr := l.Addr().String()
+	srv, addr := serveTest(t, Config{Version: testVersion, Users: map[string]string{"root": "secret"}, Logger: log,
+		TLS: testTLSConfig(t), HandshakeTimeout: time.Minute},
+		func(srv *Server) sqlfront.Config {
+			return sqlfront.Config{Version: testVersion, Kill: srv.Kill, Logger: log}
+		})
 
 	for _, tc := range []struct {
 		announced byte // auth data bytes announced; 2 are sent
