@@ -69,7 +69,7 @@ is(wait_on($dbh, 'q4m_sig'), 1, 'parent owns the signal row');
 my $ch = fork_child(sub {
     my ($in, $out) = @_;
     my $c = connect_db();
-    my $zero = poll_until(10, sub { val($c, 'SELECT COUNT(*) FROM q4m_sig') == 0 });
+    my $zero = poll_until(30, sub { val($c, 'SELECT COUNT(*) FROM q4m_sig') == 0 });
     die "the parent never started waiting\n" unless $zero;
     $c->do('INSERT INTO q4m_t (v) VALUES (3)');
     # The non-matching row stays with nobody: it is visible to us.
@@ -79,9 +79,9 @@ my $ch = fork_child(sub {
     $c->disconnect;
 });
 $t0 = Time::HiRes::time();
-my $w = wait_on($dbh, 'q4m_t:v=7', 10);
+my $w = wait_on($dbh, 'q4m_t:v=7', 30);
 $el = elapsed_since($t0);
-is($w, 1, "queue_wait('q4m_t:v=7', 10) woken by the child's INSERT returns 1 (after ${el}s)");
+is($w, 1, "queue_wait('q4m_t:v=7', 30) woken by the child's INSERT returns 1 (after ${el}s)");
 is_deeply(rows($dbh, 'SELECT v FROM q4m_t'), col(7), 'with the v=7 row');
 is(val($dbh, 'SELECT queue_rowid()'), 9, 'rowid 9 (the 9th row of the table)');
 is(child_line($ch), 'INSERTED 3', 'the child saw its non-matching row unowned');
@@ -97,14 +97,14 @@ $ch = fork_child(sub {
     my $c = connect_db();
     my $s = wait_on($c, 'q4m_sig');
     die 'queue_wait(q4m_sig) = ' . ($s // 'NULL') . "\n" unless defined $s && $s == 1;
-    my $r = wait_on($c, 'q4m_t:v>=100 and v<200', 10);
+    my $r = wait_on($c, 'q4m_t:v>=100 and v<200', 30);
     my $got = join ',', map { $_->[0] } @{ rows($c, 'SELECT v FROM q4m_t') };
     print $out 'GOT ', $r // 'NULL', " [$got]\n";
     <$in>;    # hold the row until the parent has looked
     $c->do('SELECT queue_end()');
     $c->disconnect;
 });
-ok(poll_until(10, sub { val($other, 'SELECT COUNT(*) FROM q4m_sig') == 0 }),
+ok(poll_until(30, sub { val($other, 'SELECT COUNT(*) FROM q4m_sig') == 0 }),
     'the child is inside its conditional wait');
 $dbh->do('INSERT INTO q4m_t (v) VALUES (99), (200), (150), (101)');
 is(child_line($ch), 'GOT 1 [150]', 'the child woke with the first matching row (150)');
@@ -131,7 +131,7 @@ is(child_line($ch), 'OWNED 1 15', q{the child owns v=9 (rowid 15) after queue_wa
 is_deeply(rows($other, 'SELECT v FROM q4m_t'), col(1, 2), 'v=9 is invisible while owned');
 child_send($ch, 'exit');
 is(child_done($ch), 0, 'the child exited');
-ok(poll_until(10, sub { @{ rows($other, 'SELECT v FROM q4m_t') } == 3 }),
+ok(poll_until(30, sub { @{ rows($other, 'SELECT v FROM q4m_t') } == 3 }),
     'the row of the exited child comes back');
 is_deeply(rows($other, 'SELECT v FROM q4m_t'), col(1, 9, 2), 'at its original place');
 is(wait_on($dbh, 'q4m_t:v=9', 1), 1, q{queue_wait('q4m_t:v=9') gets it});

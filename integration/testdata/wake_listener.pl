@@ -30,7 +30,7 @@ sub start_waiter {
         my $c = connect_db();
         my $s = val($c, "SELECT queue_wait('$sig')");
         die "queue_wait('$sig') = " . ($s // 'NULL') . "\n" unless defined $s && $s == 1;
-        my $r = val($c, 'SELECT queue_wait(' . join(', ', map { $c->quote($_) } @conds) . ', 10)');
+        my $r = val($c, 'SELECT queue_wait(' . join(', ', map { $c->quote($_) } @conds) . ', 30)');
         my $row = join ';', map { join ',', @$_ } @{ rows($c, 'SELECT id, prio FROM q4m_t') };
         my $rowid = defined $r && $r ? val($c, 'SELECT queue_rowid()') : '-';
         print $out 'RESULT ', $r // 'NULL', " $row $rowid\n";
@@ -38,7 +38,7 @@ sub start_waiter {
         $c->do('SELECT queue_end()');
         $c->disconnect;
     });
-    ok(poll_until(10, sub { val($dbh, "SELECT COUNT(*) FROM $sig") == 0 }),
+    ok(poll_until(30, sub { val($dbh, "SELECT COUNT(*) FROM $sig") == 0 }),
         "waiter on (@conds) is asleep in queue_wait");
     return $ch;
 }
