@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"github.com/go-sql-driver/mysql"
+
+	"github.com/q4mproxy/q4mproxy/internal/crashtest"
 )
 
 // Crash tests: the server is killed with SIGKILL at random moments under a
@@ -73,60 +75,6 @@ type crashRecv struct {
 	acked         bool // ... and returned without error: the consume is acknowledged
 }
 
-// crashViolation is a protocol answer no kill can explain (not a
-// connection error): reported even when it happens after the kill.
-type crashViolation struct{ msg string }
-
-func (v *crashViolation) Error() string { return v.msg }
-
-func crashViolationf(format string, args ...any) error {
-	return &crashViolation{fmt.Sprintf(format, args...)}
-}
-
-func crashEnvInt(t *testing.T, name string, def uint64) uint64 {
-	t.Helper()
-	v := os.Getenv(name)
-	if v == "" {
-		return def
-	}
-	n, err := strconv.ParseUint(v, 10, 64)
-	if err != nil {
-		t.Fatalf("%s=%q: %v", name, v, err)
-	}
-	return n
-}
-
-func crashQuote(tables []string) string {
-	return "'" + strings.Join(tables, "','") + "'"
-}
-
-// crashOne runs a query that must return exactly one row of one column.
-func crashOne(ctx context.Context, c *sql.Conn, q string, args ...any) (sql.NullInt64, error) {
-	var v sql.NullInt64
-	rs, err := c.QueryContext(ctx, q, args...)
-	if err != nil {
-		return v, err
-	}
-	defer rs.Close()
-	n := 0
-	for rs.Next() {
-		if err := rs.Scan(&v); err != nil {
-			return v, err
-		}
-		n++
-	}
-	if err := rs.Err(); err != nil {
-		return v, err
-	}
-	if err := rs.Close(); err != nil {
-		return v, err
-	}
-	if n != 1 {
-		return v, crashViolationf("%s: %d rows, want 1", q, n)
-	}
-	return v, nil
-}
-
 // crashConsume is a consumer: queue_wait on tables, queue_rowid, SELECT id;
 // the row is consumed by the next queue_wait. In drain mode it waits with
 // timeout 0 and stops (with queue_end) when nothing is left.
@@ -135,14 +83,14 @@ func crashConsume(ctx context.Context, c *sql.Conn, cycle, worker int, tables []
 	if drain {
 		timeout = 0
 	}
-	wait := fmt.Sprintf("SELECT queue_wait(%s, %d)", crashQuote(tables), timeout)
+	wait := fmt.Sprintf("SELECT queue_wait(%s, %d)", crashtest.Quote(tables), timeout)
 	var recvs []*crashRecv
 	var cur *crashRecv
 	for {
 		if cur != nil {
 			cur.requested = true
 		}
-		idx, err := crashOne(ctx, c, wait)
+		idx, err := crashtest.One(ctx, c, wait)
 		if err != nil {
 			return recvs, err
 		}
@@ -151,22 +99,22 @@ func crashConsume(ctx context.Context, c *sql.Conn, cycle, worker int, tables []
 			cur = nil
 		}
 		if !idx.Valid || idx.Int64 < 0 || idx.Int64 > int64(len(tables)) {
-			return recvs, crashViolationf("%s returned %v", wait, idx)
+			return recvs, crashtest.Violationf("%s returned %v", wait, idx)
 		}
 		if idx.Int64 == 0 {
 			if drain {
-				_, err := crashOne(ctx, c, "SELECT queue_end()")
+				_, err := crashtest.One(ctx, c, "SELECT queue_end()")
 				return recvs, err
 			}
 			continue
 		}
 		table := tables[idx.Int64-1]
-		rowid, err := crashOne(ctx, c, "SELECT queue_rowid()")
+		rowid, err := crashtest.One(ctx, c, "SELECT queue_rowid()")
 		if err != nil {
 			return recvs, err
 		}
 		if !rowid.Valid || rowid.Int64 <= 0 {
-			return recvs, crashViolationf("queue_rowid() = %v after queue_wait returned %d", rowid, idx.Int64)
+			return recvs, crashtest.Violationf("queue_rowid() = %v after queue_wait returned %d", rowid, idx.Int64)
 		}
 		cur = &crashRecv{cycle: cycle, worker: worker, seq: len(recvs), table: table, rowid: rowid.Int64}
 		recvs = append(recvs, cur)
@@ -174,12 +122,12 @@ func crashConsume(ctx context.Context, c *sql.Conn, cycle, worker int, tables []
 		case tokens <- struct{}{}:
 		default:
 		}
-		id, err := crashOne(ctx, c, "SELECT id FROM "+table)
+		id, err := crashtest.One(ctx, c, "SELECT id FROM "+table)
 		if err != nil {
 			return recvs, err
 		}
 		if !id.Valid {
-			return recvs, crashViolationf("SELECT id FROM %s: NULL", table)
+			return recvs, crashtest.Violationf("SELECT id FROM %s: NULL", table)
 		}
 		cur.id, cur.hasID = id.Int64, true
 	}
@@ -234,7 +182,7 @@ func crashRelay(ctx context.Context, src, dst *sql.Conn, cycle int, drain bool) 
 		if cur != nil {
 			cur.requested = true
 		}
-		idx, err := crashOne(ctx, src, wait)
+		idx, err := crashtest.One(ctx, src, wait)
 		if err != nil {
 			return recvs, relays, err
 		}
@@ -243,35 +191,35 @@ func crashRelay(ctx context.Context, src, dst *sql.Conn, cycle int, drain bool) 
 			cur = nil
 		}
 		if !idx.Valid || (idx.Int64 != 0 && idx.Int64 != 1) {
-			return recvs, relays, crashViolationf("%s returned %v", wait, idx)
+			return recvs, relays, crashtest.Violationf("%s returned %v", wait, idx)
 		}
 		if idx.Int64 == 0 {
 			if drain {
-				_, err := crashOne(ctx, src, "SELECT queue_end()")
+				_, err := crashtest.One(ctx, src, "SELECT queue_end()")
 				return recvs, relays, err
 			}
 			continue
 		}
-		rowid, err := crashOne(ctx, src, "SELECT queue_rowid()")
+		rowid, err := crashtest.One(ctx, src, "SELECT queue_rowid()")
 		if err != nil {
 			return recvs, relays, err
 		}
 		if !rowid.Valid || rowid.Int64 <= 0 {
-			return recvs, relays, crashViolationf("src: queue_rowid() = %v", rowid)
+			return recvs, relays, crashtest.Violationf("src: queue_rowid() = %v", rowid)
 		}
 		cur = &crashRecv{cycle: cycle, worker: -1, seq: len(recvs), table: "src", rowid: rowid.Int64}
 		recvs = append(recvs, cur)
-		id, err := crashOne(ctx, src, "SELECT id FROM src")
+		id, err := crashtest.One(ctx, src, "SELECT id FROM src")
 		if err != nil {
 			return recvs, relays, err
 		}
 		cur.id, cur.hasID = id.Int64, true
-		ok, err := crashOne(ctx, dst, "SELECT queue_set_srcid(?, 'a', ?)", crashSender, rowid.Int64)
+		ok, err := crashtest.One(ctx, dst, "SELECT queue_set_srcid(?, 'a', ?)", crashSender, rowid.Int64)
 		if err != nil {
 			return recvs, relays, err
 		}
 		if ok.Int64 != 1 {
-			return recvs, relays, crashViolationf("queue_set_srcid(%d, 'a', %d) = %v", crashSender, rowid.Int64, ok)
+			return recvs, relays, crashtest.Violationf("queue_set_srcid(%d, 'a', %d) = %v", crashSender, rowid.Int64, ok)
 		}
 		in := &crashInsert{table: "t3", ids: []int64{id.Int64}, cycle: cycle, relay: true, srcRowID: rowid.Int64}
 		relays = append(relays, in)
@@ -298,7 +246,7 @@ func (m *crashMain) exec(q string, args ...any) {
 
 func (m *crashMain) int(q string, args ...any) int64 {
 	m.t.Helper()
-	v, err := crashOne(m.ctx, m.c, q, args...)
+	v, err := crashtest.One(m.ctx, m.c, q, args...)
 	if err != nil || !v.Valid {
 		m.t.Fatalf("%s: %v (%v)", q, v, err)
 	}
@@ -334,8 +282,8 @@ func TestCrashUnderLoad(t *testing.T) {
 	if testing.Short() {
 		cyclesDefault = 5
 	}
-	cycles := int(crashEnvInt(t, "Q4MPROXY_CRASH_CYCLES", cyclesDefault))
-	seed := crashEnvInt(t, "Q4MPROXY_CRASH_SEED", rand.Uint64())
+	cycles := int(crashtest.EnvUint(t, "Q4MPROXY_CRASH_CYCLES", cyclesDefault))
+	seed := crashtest.EnvUint(t, "Q4MPROXY_CRASH_SEED", rand.Uint64())
 	t.Logf("seed %d (replay with Q4MPROXY_CRASH_SEED=%d), %d cycles", seed, seed, cycles)
 	rng := rand.New(rand.NewPCG(seed, 0))
 	began := time.Now()
@@ -445,7 +393,7 @@ func TestCrashUnderLoad(t *testing.T) {
 			if err == nil {
 				return
 			}
-			var v *crashViolation
+			var v *crashtest.Violation
 			if errors.As(err, &v) || !killed.Load() {
 				mu.Lock()
 				unexpected = append(unexpected, fmt.Sprintf("%s: %v", who, err))

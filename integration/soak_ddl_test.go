@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/q4mproxy/q4mproxy/internal/crashtest"
 )
 
 // TestSoakDDL churns table definitions for Q4MPROXY_SOAK_DDL cycles (e.g.
@@ -114,7 +116,7 @@ func TestSoakDDL(t *testing.T) {
 			defer c.Close()
 			owns := false
 			for !stopped() {
-				idx, err := crashOne(ctx, c, "SELECT queue_wait('traffic', 1)")
+				idx, err := crashtest.One(ctx, c, "SELECT queue_wait('traffic', 1)")
 				if err != nil {
 					fail("consumer", err)
 					return
@@ -165,7 +167,7 @@ func TestSoakDDL(t *testing.T) {
 		}
 		defer c.Close()
 		for !stopped() {
-			idx, err := crashOne(ctx, c, "SELECT queue_wait('hot', 1)")
+			idx, err := crashtest.One(ctx, c, "SELECT queue_wait('hot', 1)")
 			if err != nil {
 				fail("hot consumer", err)
 				return

@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/q4mproxy/q4mproxy/internal/crashtest"
 )
 
 // TestSoak runs a mixed load (8 producers, 8 consumers, aborts, reconnects,
@@ -146,7 +148,7 @@ func TestSoak(t *testing.T) {
 				tokens <- struct{}{}
 			}
 			for !stopped() {
-				idx, err := crashOne(ctx, c, wait)
+				idx, err := crashtest.One(ctx, c, wait)
 				if err != nil {
 					fail("consumer", err)
 					return
@@ -175,7 +177,7 @@ func TestSoak(t *testing.T) {
 				statements.Add(1)
 				switch r := rng.IntN(100); {
 				case r < 5: // give the row back: it is delivered again
-					if _, err := crashOne(ctx, c, "SELECT queue_abort()"); err != nil {
+					if _, err := crashtest.One(ctx, c, "SELECT queue_abort()"); err != nil {
 						fail("consumer", err)
 						return
 					}
@@ -191,7 +193,7 @@ func TestSoak(t *testing.T) {
 					reconnects.Add(1)
 					owns = false
 				case r < 9:
-					if _, err := crashOne(ctx, c, "SELECT COUNT(*) FROM "+tb); err != nil {
+					if _, err := crashtest.One(ctx, c, "SELECT COUNT(*) FROM "+tb); err != nil {
 						fail("consumer", err)
 						return
 					}
@@ -204,7 +206,7 @@ func TestSoak(t *testing.T) {
 				}
 			}
 			if owns { // consume the last row, so that the count is exact
-				if _, err := crashOne(ctx, c, "SELECT queue_end()"); err == nil {
+				if _, err := crashtest.One(ctx, c, "SELECT queue_end()"); err == nil {
 					consume()
 				} else {
 					fail("consumer", err)

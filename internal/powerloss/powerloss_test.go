@@ -9,7 +9,6 @@ import (
 	"math"
 	"math/rand/v2"
 	"net"
-	"os"
 	"path"
 	"slices"
 	"sort"
@@ -24,6 +23,7 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
 	"github.com/go-sql-driver/mysql"
 
+	"github.com/q4mproxy/q4mproxy/internal/crashtest"
 	"github.com/q4mproxy/q4mproxy/queue"
 	"github.com/q4mproxy/q4mproxy/server"
 	"github.com/q4mproxy/q4mproxy/sqlfront"
@@ -125,56 +125,6 @@ type plRecv struct {
 	acked         bool // ... and answered: the consume is acknowledged
 	abortReq      bool // queue_abort was sent (the row is released)
 	aborted       bool // ... and answered
-}
-
-// plViolation is an answer no power cut can explain: reported even after
-// the cut.
-type plViolation struct{ msg string }
-
-func (v *plViolation) Error() string { return v.msg }
-
-func violationf(format string, args ...any) error {
-	return &plViolation{fmt.Sprintf(format, args...)}
-}
-
-func envUint(t *testing.T, name string, def uint64) uint64 {
-	t.Helper()
-	v := os.Getenv(name)
-	if v == "" {
-		return def
-	}
-	n, err := strconv.ParseUint(v, 10, 64)
-	if err != nil {
-		t.Fatalf("%s=%q: %v", name, v, err)
-	}
-	return n
-}
-
-// one runs a query that must return exactly one row of one column.
-func one(ctx context.Context, c *sql.Conn, q string, args ...any) (sql.NullInt64, error) {
-	var v sql.NullInt64
-	rs, err := c.QueryContext(ctx, q, args...)
-	if err != nil {
-		return v, err
-	}
-	defer rs.Close()
-	n := 0
-	for rs.Next() {
-		if err := rs.Scan(&v); err != nil {
-			return v, err
-		}
-		n++
-	}
-	if err := rs.Err(); err != nil {
-		return v, err
-	}
-	if err := rs.Close(); err != nil {
-		return v, err
-	}
-	if n != 1 {
-		return v, violationf("%s: %d rows, want 1", q, n)
-	}
-	return v, nil
 }
 
 // ---------------------------------------------------------------------------
@@ -528,8 +478,6 @@ func (ld *plLoad) acked() {
 	}
 }
 
-func quote(tables []string) string { return "'" + strings.Join(tables, "','") + "'" }
-
 // produce INSERTs 1 to 5 rows into a random table, each row taking a token.
 func (ld *plLoad) produce(c *sql.Conn, producer int, seq *int64) ([]*plInsert, error) {
 	rng := rand.New(rand.NewPCG(ld.seed, uint64(ld.cycle*100+producer)))
@@ -580,14 +528,14 @@ func (ld *plLoad) produce(c *sql.Conn, producer int, seq *int64) ([]*plInsert, e
 // queue_abort.
 func (ld *plLoad) consume(c *sql.Conn, worker int, tables []string) ([]*plRecv, error) {
 	rng := rand.New(rand.NewPCG(ld.seed, uint64(ld.cycle*100+50+worker)))
-	wait := fmt.Sprintf("SELECT queue_wait(%s, 1)", quote(tables))
+	wait := fmt.Sprintf("SELECT queue_wait(%s, 1)", crashtest.Quote(tables))
 	var recvs []*plRecv
 	var cur *plRecv
 	for {
 		if cur != nil {
 			cur.requested = true
 		}
-		idx, err := one(ld.ctx, c, wait)
+		idx, err := crashtest.One(ld.ctx, c, wait)
 		if err != nil {
 			return recvs, err
 		}
@@ -597,7 +545,7 @@ func (ld *plLoad) consume(c *sql.Conn, worker int, tables []string) ([]*plRecv, 
 			cur = nil
 		}
 		if !idx.Valid || idx.Int64 < 0 || idx.Int64 > int64(len(tables)) {
-			return recvs, violationf("%s returned %v", wait, idx)
+			return recvs, crashtest.Violationf("%s returned %v", wait, idx)
 		}
 		if idx.Int64 == 0 {
 			continue
@@ -617,14 +565,14 @@ func (ld *plLoad) consume(c *sql.Conn, worker int, tables []string) ([]*plRecv, 
 		switch a := rng.IntN(100); {
 		case a < 12: // release it
 			r.abortReq = true
-			if _, err := one(ld.ctx, c, "SELECT queue_abort()"); err != nil {
+			if _, err := crashtest.One(ld.ctx, c, "SELECT queue_abort()"); err != nil {
 				return recvs, err
 			}
 			r.aborted = true
 			ld.acked()
 		case a < 30: // consume it and leave owner mode
 			r.requested = true
-			if _, err := one(ld.ctx, c, "SELECT queue_end()"); err != nil {
+			if _, err := crashtest.One(ld.ctx, c, "SELECT queue_end()"); err != nil {
 				return recvs, err
 			}
 			r.acked = true
@@ -638,20 +586,20 @@ func (ld *plLoad) consume(c *sql.Conn, worker int, tables []string) ([]*plRecv, 
 // take reads the owned row's rowid and id after queue_wait gave a row of
 // table.
 func (ld *plLoad) take(c *sql.Conn, worker int, table string) (*plRecv, error) {
-	rowid, err := one(ld.ctx, c, "SELECT queue_rowid()")
+	rowid, err := crashtest.One(ld.ctx, c, "SELECT queue_rowid()")
 	if err != nil {
 		return nil, err
 	}
 	if !rowid.Valid || rowid.Int64 <= 0 {
-		return nil, violationf("queue_rowid() = %v after queue_wait gave a row of %s", rowid, table)
+		return nil, crashtest.Violationf("queue_rowid() = %v after queue_wait gave a row of %s", rowid, table)
 	}
 	r := &plRecv{cycle: ld.cycle, worker: worker, gseq: ld.gseq.Add(1), table: table, rowid: rowid.Int64}
-	id, err := one(ld.ctx, c, "SELECT id FROM "+table)
+	id, err := crashtest.One(ld.ctx, c, "SELECT id FROM "+table)
 	if err != nil {
 		return r, err
 	}
 	if !id.Valid {
-		return r, violationf("SELECT id FROM %s: NULL for the owned row", table)
+		return r, crashtest.Violationf("SELECT id FROM %s: NULL for the owned row", table)
 	}
 	r.id, r.hasID = id.Int64, true
 	return r, nil
@@ -668,7 +616,7 @@ func (ld *plLoad) relay(src, dst *sql.Conn) ([]*plRecv, []*plInsert, error) {
 		if cur != nil {
 			cur.requested = true
 		}
-		idx, err := one(ld.ctx, src, "SELECT queue_wait('src', 1)")
+		idx, err := crashtest.One(ld.ctx, src, "SELECT queue_wait('src', 1)")
 		if err != nil {
 			return recvs, relays, err
 		}
@@ -678,7 +626,7 @@ func (ld *plLoad) relay(src, dst *sql.Conn) ([]*plRecv, []*plInsert, error) {
 			cur = nil
 		}
 		if !idx.Valid || (idx.Int64 != 0 && idx.Int64 != 1) {
-			return recvs, relays, violationf("queue_wait('src', 1) returned %v", idx)
+			return recvs, relays, crashtest.Violationf("queue_wait('src', 1) returned %v", idx)
 		}
 		if idx.Int64 == 0 {
 			continue
@@ -690,12 +638,12 @@ func (ld *plLoad) relay(src, dst *sql.Conn) ([]*plRecv, []*plInsert, error) {
 		if err != nil {
 			return recvs, relays, err
 		}
-		ok, err := one(ld.ctx, dst, "SELECT queue_set_srcid(?, 'a', ?)", plSender, r.rowid)
+		ok, err := crashtest.One(ld.ctx, dst, "SELECT queue_set_srcid(?, 'a', ?)", plSender, r.rowid)
 		if err != nil {
 			return recvs, relays, err
 		}
 		if ok.Int64 != 1 {
-			return recvs, relays, violationf("queue_set_srcid(%d, 'a', %d) = %v", plSender, r.rowid, ok)
+			return recvs, relays, crashtest.Violationf("queue_set_srcid(%d, 'a', %d) = %v", plSender, r.rowid, ok)
 		}
 		in := &plInsert{table: "t3", ids: []int64{r.id}, cycle: ld.cycle, relay: true, srcRowID: r.rowid}
 		relays = append(relays, in)
@@ -720,13 +668,13 @@ func (ld *plLoad) compact(c *sql.Conn) error {
 		}
 		table := plAll[rng.IntN(len(plAll))]
 		ld.compactsInFlight.Add(1)
-		v, err := one(ld.ctx, c, "SELECT queue_compact(?)", table)
+		v, err := crashtest.One(ld.ctx, c, "SELECT queue_compact(?)", table)
 		ld.compactsInFlight.Add(-1)
 		if err != nil {
 			return err
 		}
 		if !v.Valid || v.Int64 != 1 {
-			return violationf("queue_compact('%s') = %v", table, v)
+			return crashtest.Violationf("queue_compact('%s') = %v", table, v)
 		}
 		ld.compacts.Add(1)
 		ld.acked()
@@ -1143,8 +1091,8 @@ func TestPowerLoss(t *testing.T) {
 	if testing.Short() {
 		def = 3
 	}
-	cycles := int(envUint(t, "Q4MPROXY_POWERLOSS_CYCLES", def))
-	seed := envUint(t, "Q4MPROXY_POWERLOSS_SEED", envUint(t, "Q4MPROXY_TEST_SEED", rand.Uint64()))
+	cycles := int(crashtest.EnvUint(t, "Q4MPROXY_POWERLOSS_CYCLES", def))
+	seed := crashtest.EnvUint(t, "Q4MPROXY_POWERLOSS_SEED", crashtest.EnvUint(t, "Q4MPROXY_TEST_SEED", rand.Uint64()))
 	t.Logf("seed %d (replay with Q4MPROXY_POWERLOSS_SEED=%d), %d cycles", seed, seed, cycles)
 	rng := rand.New(rand.NewPCG(seed, 0x706f776572))
 	began := time.Now()
@@ -1230,7 +1178,7 @@ func TestPowerLoss(t *testing.T) {
 		}
 		value := func(q string, args ...any) int64 {
 			t.Helper()
-			v, err := one(ctx, mc, q, args...)
+			v, err := crashtest.One(ctx, mc, q, args...)
 			if err != nil || !v.Valid {
 				t.Fatalf("cycle %d: %s: %v (%v)", cycle, q, v, err)
 			}
@@ -1349,7 +1297,7 @@ func TestPowerLoss(t *testing.T) {
 			if err == nil {
 				return
 			}
-			var v *plViolation
+			var v *crashtest.Violation
 			if errors.As(err, &v) || !cut.cutting.Load() {
 				mu.Lock()
 				unexpected = append(unexpected, fmt.Sprintf("%s: %v", who, err))
@@ -1487,14 +1435,14 @@ func TestPowerLoss(t *testing.T) {
 
 // drain consumes every row of every table (timeout 0) and ends owner mode.
 func (ld *plLoad) drain(c *sql.Conn) ([]*plRecv, error) {
-	wait := fmt.Sprintf("SELECT queue_wait(%s, 0)", quote(plAll))
+	wait := fmt.Sprintf("SELECT queue_wait(%s, 0)", crashtest.Quote(plAll))
 	var recvs []*plRecv
 	var cur *plRecv
 	for {
 		if cur != nil {
 			cur.requested = true
 		}
-		idx, err := one(ld.ctx, c, wait)
+		idx, err := crashtest.One(ld.ctx, c, wait)
 		if err != nil {
 			return recvs, err
 		}
@@ -1503,10 +1451,10 @@ func (ld *plLoad) drain(c *sql.Conn) ([]*plRecv, error) {
 			cur = nil
 		}
 		if !idx.Valid || idx.Int64 < 0 || idx.Int64 > int64(len(plAll)) {
-			return recvs, violationf("%s returned %v", wait, idx)
+			return recvs, crashtest.Violationf("%s returned %v", wait, idx)
 		}
 		if idx.Int64 == 0 {
-			_, err := one(ld.ctx, c, "SELECT queue_end()")
+			_, err := crashtest.One(ld.ctx, c, "SELECT queue_end()")
 			return recvs, err
 		}
 		r, err := ld.take(c, plDrainer, plAll[idx.Int64-1])
