@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -15,12 +14,11 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
-	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
+
+	"github.com/q4mproxy/q4mproxy/internal/metricstest"
 )
 
-// The operations listener (--http-listen) of the real binary: /metrics
+// The operations listener (--http-listen) of the real binary: /metricstest.Metrics
 // scraped with net/http and parsed as Prometheus parses it, the probes,
 // and the status page loaded in headless Chromium.
 
@@ -38,78 +36,6 @@ func (s *server) httpBase(t testing.TB) string {
 	return "http://" + rec.Addr
 }
 
-// httpGet fetches url and returns the status code and body.
-func httpGet(t testing.TB, url string) (int, string) {
-	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp.StatusCode, string(b)
-}
-
-// metrics is one parsed scrape of /metrics.
-type metrics map[string]*dto.MetricFamily
-
-func scrapeMetrics(t testing.TB, base string) metrics {
-	t.Helper()
-	code, body := httpGet(t, base+"/metrics")
-	if code != http.StatusOK {
-		t.Fatalf("/metrics: %d %s", code, body)
-	}
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	mf, err := p.TextToMetricFamilies(strings.NewReader(body))
-	if err != nil {
-		t.Fatalf("parsing /metrics: %v", err)
-	}
-	return mf
-}
-
-// get returns the value of the series of family name carrying the labels
-// (name, value pairs): a gauge's or counter's value, a histogram's count.
-func (m metrics) get(name string, labels ...string) (float64, bool) {
-	f := m[name]
-	if f == nil {
-		return 0, false
-	}
-next:
-	for _, s := range f.Metric {
-		have := map[string]string{}
-		for _, l := range s.Label {
-			have[l.GetName()] = l.GetValue()
-		}
-		for i := 0; i+1 < len(labels); i += 2 {
-			if have[labels[i]] != labels[i+1] {
-				continue next
-			}
-		}
-		switch {
-		case s.Gauge != nil:
-			return s.Gauge.GetValue(), true
-		case s.Counter != nil:
-			return s.Counter.GetValue(), true
-		case s.Histogram != nil:
-			return float64(s.Histogram.GetSampleCount()), true
-		}
-	}
-	return 0, false
-}
-
-func (m metrics) want(t testing.TB, v float64, name string, labels ...string) {
-	t.Helper()
-	got, ok := m.get(name, labels...)
-	if !ok {
-		t.Errorf("%s%q: missing", name, labels)
-	} else if got != v {
-		t.Errorf("%s%q = %v, want %v", name, labels, got, v)
-	}
-}
-
 // TestMetricsEndpoint drives q4mproxy with go-sql-driver/mysql and reads
 // the effects back from /metrics: depth, owned rows, a consumer blocked in
 // queue_wait, the totals, the histograms, statements and errors by code;
@@ -117,10 +43,10 @@ func (m metrics) want(t testing.TB, v float64, name string, labels ...string) {
 func TestMetricsEndpoint(t *testing.T) {
 	s := startServer(t, "--http-listen", "127.0.0.1:0")
 	base := s.httpBase(t)
-	if code, body := httpGet(t, base+"/healthz"); code != http.StatusOK {
+	if code, body := metricstest.Get(t, base+"/healthz"); code != http.StatusOK {
 		t.Fatalf("/healthz: %d %q", code, body)
 	}
-	code, body := httpGet(t, base+"/readyz")
+	code, body := metricstest.Get(t, base+"/readyz")
 	if code != http.StatusOK || !strings.Contains(body, "store: open") {
 		t.Fatalf("/readyz: %d %q", code, body)
 	}
@@ -149,28 +75,28 @@ func TestMetricsEndpoint(t *testing.T) {
 		_, err := waiter.c.ExecContext(context.Background(), "SELECT queue_wait('mempty', 60)")
 		done <- err
 	}()
-	var mf metrics
+	var mf metricstest.Metrics
 	jl := []string{"db", "test", "table", "mjobs"}
 	eventually(t, time.Minute, "the blocked queue_wait in q4mproxy_queue_waiters", func() bool {
-		mf = scrapeMetrics(t, base)
-		v, _ := mf.get("q4mproxy_queue_waiters", "table", "mempty")
-		rows, _ := mf.get("q4mproxy_queue_rows", jl...) // the upstream store's count: up to a second old
+		mf = metricstest.Scrape(t, base)
+		v, _ := mf.Value("q4mproxy_queue_waiters", "table", "mempty")
+		rows, _ := mf.Value("q4mproxy_queue_rows", jl...) // the upstream store's count: up to a second old
 		return v == 1 && rows == 3
 	})
-	mf.want(t, 3, "q4mproxy_queue_rows", jl...)
-	mf.want(t, 1, "q4mproxy_queue_owned_rows", jl...)
-	mf.want(t, 4, "q4mproxy_queue_rows_inserted_total", jl...)
-	mf.want(t, 1, "q4mproxy_queue_rows_consumed_total", jl...)
-	mf.want(t, 1, "q4mproxy_queue_rows_aborted_total", jl...)
-	mf.want(t, 0, "q4mproxy_queue_rows", "table", "mempty")
-	mf.want(t, 3, "q4mproxy_queue_wait_duration_seconds", "result", "row")
-	mf.want(t, 3, "q4mproxy_queue_waits_total", "table", "mjobs", "result", "immediate")
-	mf.want(t, 3, "q4mproxy_connections")
-	mf.want(t, 1, "q4mproxy_errors_total", "code", "1146")
-	if v, ok := mf.get("q4mproxy_statements_total", "kind", "insert"); !ok || v < 2 {
+	mf.Want(t, 3, "q4mproxy_queue_rows", jl...)
+	mf.Want(t, 1, "q4mproxy_queue_owned_rows", jl...)
+	mf.Want(t, 4, "q4mproxy_queue_rows_inserted_total", jl...)
+	mf.Want(t, 1, "q4mproxy_queue_rows_consumed_total", jl...)
+	mf.Want(t, 1, "q4mproxy_queue_rows_aborted_total", jl...)
+	mf.Want(t, 0, "q4mproxy_queue_rows", "table", "mempty")
+	mf.Want(t, 3, "q4mproxy_queue_wait_duration_seconds", "result", "row")
+	mf.Want(t, 3, "q4mproxy_queue_waits_total", "table", "mjobs", "result", "immediate")
+	mf.Want(t, 3, "q4mproxy_connections")
+	mf.Want(t, 1, "q4mproxy_errors_total", "code", "1146")
+	if v, ok := mf.Value("q4mproxy_statements_total", "kind", "insert"); !ok || v < 2 {
 		t.Errorf("q4mproxy_statements_total{kind=insert} = %v, %v; want >= 2", v, ok)
 	}
-	if v, ok := mf.get("q4mproxy_queue_oldest_row_age_seconds", jl...); !ok || v < 0 || v > 600 {
+	if v, ok := mf.Value("q4mproxy_queue_oldest_row_age_seconds", jl...); !ok || v < 0 || v > 600 {
 		t.Errorf("oldest row age %v, %v", v, ok)
 	}
 	positive := []string{"q4mproxy_connections_total", "go_goroutines", "process_open_fds"}
@@ -179,7 +105,7 @@ func TestMetricsEndpoint(t *testing.T) {
 			"q4mproxy_pebble_wal_fsync_duration_seconds", "q4mproxy_pebble_disk_usage_bytes")
 	}
 	for _, name := range positive {
-		if v, ok := mf.get(name); !ok || v <= 0 {
+		if v, ok := mf.Value(name); !ok || v <= 0 {
 			t.Errorf("%s = %v, %v; want > 0", name, v, ok)
 		}
 	}
@@ -189,10 +115,10 @@ func TestMetricsEndpoint(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	mf = scrapeMetrics(t, base)
-	mf.want(t, 0, "q4mproxy_queue_waiters", "table", "mempty")
-	mf.want(t, 1, "q4mproxy_queue_owned_rows", "table", "mempty")
-	mf.want(t, 1, "q4mproxy_queue_waits_total", "table", "mempty", "result", "delayed")
+	mf = metricstest.Scrape(t, base)
+	mf.Want(t, 0, "q4mproxy_queue_waiters", "table", "mempty")
+	mf.Want(t, 1, "q4mproxy_queue_owned_rows", "table", "mempty")
+	mf.Want(t, 1, "q4mproxy_queue_waits_total", "table", "mempty", "result", "delayed")
 }
 
 // chromium returns the path of Debian's chromium, skipping the test (or
@@ -458,28 +384,28 @@ func TestValveMetrics(t *testing.T) {
 	base := s.httpBase(t)
 	s.mvInserter(t).mustInsert(t, "q_incoming", mvMessages([]string{"alpha"}, 5)...)
 	vl := []string{"valve", "mvalve", "destination", "alpha"}
-	var mf metrics
+	var mf metricstest.Metrics
 	// The counters move as the valve decides, the tables as its writes
 	// commit: wait for both (through an upstream the commits come later,
 	// and the upstream store's row counts are up to a second old).
 	eventually(t, time.Minute, "the valve to take the 5 messages into q_timed and its backlog", func() bool {
-		mf = scrapeMetrics(t, base)
-		a, _ := mf.get("q4mproxy_valve_messages_total", append(vl, "action", "admitted")...)
-		th, _ := mf.get("q4mproxy_valve_messages_total", append(vl, "action", "throttled")...)
-		in, _ := mf.get("q4mproxy_queue_rows", "table", "q_incoming")
-		tm, _ := mf.get("q4mproxy_queue_rows", "table", "q_timed")
+		mf = metricstest.Scrape(t, base)
+		a, _ := mf.Value("q4mproxy_valve_messages_total", append(vl, "action", "admitted")...)
+		th, _ := mf.Value("q4mproxy_valve_messages_total", append(vl, "action", "throttled")...)
+		in, _ := mf.Value("q4mproxy_queue_rows", "table", "q_incoming")
+		tm, _ := mf.Value("q4mproxy_queue_rows", "table", "q_timed")
 		return a+th == 5 && in == 0 && tm == 2
 	})
-	mf.want(t, 2, "q4mproxy_valve_messages_total", append(vl, "action", "admitted")...)
-	mf.want(t, 3, "q4mproxy_valve_messages_total", append(vl, "action", "throttled")...)
-	mf.want(t, 0, "q4mproxy_valve_messages_total", append(vl, "action", "released")...)
-	mf.want(t, 3, "q4mproxy_valve_waiting", vl...)
-	mf.want(t, 2, "q4mproxy_valve_window", vl...)
-	mf.want(t, 2, "q4mproxy_valve_window_limit", vl...)
-	mf.want(t, 2, "q4mproxy_queue_rows", "table", "q_timed")
-	mf.want(t, 0, "q4mproxy_queue_rows", "table", "q_incoming")
+	mf.Want(t, 2, "q4mproxy_valve_messages_total", append(vl, "action", "admitted")...)
+	mf.Want(t, 3, "q4mproxy_valve_messages_total", append(vl, "action", "throttled")...)
+	mf.Want(t, 0, "q4mproxy_valve_messages_total", append(vl, "action", "released")...)
+	mf.Want(t, 3, "q4mproxy_valve_waiting", vl...)
+	mf.Want(t, 2, "q4mproxy_valve_window", vl...)
+	mf.Want(t, 2, "q4mproxy_valve_window_limit", vl...)
+	mf.Want(t, 2, "q4mproxy_queue_rows", "table", "q_timed")
+	mf.Want(t, 0, "q4mproxy_queue_rows", "table", "q_incoming")
 
-	code, body := httpGet(t, base+"/api/status")
+	code, body := metricstest.Get(t, base+"/api/status")
 	var st struct {
 		Valves []struct {
 			Valve, Destination     string

@@ -8,6 +8,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/q4mproxy/q4mproxy/internal/metricstest"
 )
 
 // Operations with the upstream queue store (--queue-store upstream): what
@@ -44,64 +46,64 @@ func TestUpstreamStoreMetrics(t *testing.T) {
 
 	ms := []string{"db", "test", "table", "ms"}
 	mse := []string{"db", "test", "table", "mse"}
-	var ma, mb metrics
+	var ma, mb metricstest.Metrics
 	eventually(t, time.Minute, "node b's blocked queue_wait in q4mproxy_queue_waiters", func() bool {
 		select {
 		case err := <-done:
 			t.Fatalf("node b's queue_wait('mse', 60) returned at once: %v", err)
 		default:
 		}
-		mb = scrapeMetrics(t, baseB)
-		v, _ := mb.get("q4mproxy_queue_waiters", mse...)
+		mb = metricstest.Scrape(t, baseB)
+		v, _ := mb.Value("q4mproxy_queue_waiters", mse...)
 		return v == 1
 	})
 	// The rows are each node's count of the table, at most a second old
 	// (the count is cached: scrapes in between cost the database nothing).
 	for _, base := range []string{baseA, baseB} {
 		eventually(t, time.Minute, "4 rows in q4mproxy_queue_rows at "+base, func() bool {
-			v, _ := scrapeMetrics(t, base).get("q4mproxy_queue_rows", ms...)
+			v, _ := metricstest.Scrape(t, base).Value("q4mproxy_queue_rows", ms...)
 			return v == 4
 		})
 	}
-	ma, mb = scrapeMetrics(t, baseA), scrapeMetrics(t, baseB)
+	ma, mb = metricstest.Scrape(t, baseA), metricstest.Scrape(t, baseB)
 	for _, n := range []struct {
 		name string
-		m    metrics
+		m    metricstest.Metrics
 	}{{"a", ma}, {"b", mb}} {
-		n.m.want(t, 4, "q4mproxy_queue_rows", ms...) // the table's: every node's rows
-		if v, ok := n.m.get("q4mproxy_queue_oldest_row_age_seconds", ms...); !ok || v < 0 || v > 600 {
+		n.m.Want(t, 4, "q4mproxy_queue_rows", ms...) // the table's: every node's rows
+		if v, ok := n.m.Value("q4mproxy_queue_oldest_row_age_seconds", ms...); !ok || v < 0 || v > 600 {
 			t.Errorf("node %s: oldest row age %v, %v", n.name, v, ok)
 		}
-		if _, ok := n.m.get("q4mproxy_queue_bytes", ms...); ok {
+		if _, ok := n.m.Value("q4mproxy_queue_bytes", ms...); ok {
 			t.Errorf("node %s: q4mproxy_queue_bytes exported for the upstream store, which does not know it", n.name)
 		}
-		if _, ok := n.m.get("q4mproxy_pebble_disk_usage_bytes"); ok {
+		if _, ok := n.m.Value("q4mproxy_pebble_disk_usage_bytes"); ok {
 			t.Errorf("node %s: Pebble metrics without Pebble", n.name)
 		}
 	}
 	// Each node's own.
-	ma.want(t, 1, "q4mproxy_queue_owned_rows", ms...)
-	mb.want(t, 0, "q4mproxy_queue_owned_rows", ms...)
-	ma.want(t, 0, "q4mproxy_queue_waiters", mse...)
-	ma.want(t, 1, "q4mproxy_queue_rows_inserted_total", ms...)
-	mb.want(t, 3, "q4mproxy_queue_rows_inserted_total", ms...)
-	ma.want(t, 1, "q4mproxy_queue_waits_total", "table", "ms", "result", "immediate")
-	mb.want(t, 0, "q4mproxy_queue_waits_total", "table", "ms", "result", "immediate")
-	ma.want(t, 1, "q4mproxy_queue_wait_duration_seconds", "result", "row")
+	ma.Want(t, 1, "q4mproxy_queue_owned_rows", ms...)
+	mb.Want(t, 0, "q4mproxy_queue_owned_rows", ms...)
+	ma.Want(t, 0, "q4mproxy_queue_waiters", mse...)
+	ma.Want(t, 1, "q4mproxy_queue_rows_inserted_total", ms...)
+	mb.Want(t, 3, "q4mproxy_queue_rows_inserted_total", ms...)
+	ma.Want(t, 1, "q4mproxy_queue_waits_total", "table", "ms", "result", "immediate")
+	mb.Want(t, 0, "q4mproxy_queue_waits_total", "table", "ms", "result", "immediate")
+	ma.Want(t, 1, "q4mproxy_queue_wait_duration_seconds", "result", "row")
 
 	// The consumer ends its row on node a: the table's rows drop on both
 	// nodes (within the one-second interval of each node's count).
 	consumer.wantValue("1", "SELECT queue_end()")
 	for _, base := range []string{baseA, baseB} {
 		eventually(t, time.Minute, "3 rows in q4mproxy_queue_rows at "+base, func() bool {
-			v, _ := scrapeMetrics(t, base).get("q4mproxy_queue_rows", ms...)
+			v, _ := metricstest.Scrape(t, base).Value("q4mproxy_queue_rows", ms...)
 			return v == 3
 		})
 	}
-	ma = scrapeMetrics(t, baseA)
-	ma.want(t, 1, "q4mproxy_queue_rows_consumed_total", ms...)
-	ma.want(t, 0, "q4mproxy_queue_owned_rows", ms...)
-	scrapeMetrics(t, baseB).want(t, 0, "q4mproxy_queue_rows_consumed_total", ms...)
+	ma = metricstest.Scrape(t, baseA)
+	ma.Want(t, 1, "q4mproxy_queue_rows_consumed_total", ms...)
+	ma.Want(t, 0, "q4mproxy_queue_owned_rows", ms...)
+	metricstest.Scrape(t, baseB).Want(t, 0, "q4mproxy_queue_rows_consumed_total", ms...)
 
 	// Through SQL: COUNT(*), information_schema and SHOW STATUS's
 	// Queue_rows and Queue_tables are the table's on every node;
@@ -143,10 +145,10 @@ func TestUpstreamStoreMetrics(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	mb = scrapeMetrics(t, baseB)
-	mb.want(t, 0, "q4mproxy_queue_waiters", mse...)
-	mb.want(t, 1, "q4mproxy_queue_owned_rows", mse...)
-	mb.want(t, 1, "q4mproxy_queue_waits_total", "table", "mse", "result", "delayed")
+	mb = metricstest.Scrape(t, baseB)
+	mb.Want(t, 0, "q4mproxy_queue_waiters", mse...)
+	mb.Want(t, 1, "q4mproxy_queue_owned_rows", mse...)
+	mb.Want(t, 1, "q4mproxy_queue_waits_total", "table", "mse", "result", "delayed")
 }
 
 // TestUpstreamStoreReadyz: /readyz answers 503 while the store's database
@@ -173,7 +175,7 @@ func TestUpstreamStoreReadyz(t *testing.T) {
 	})
 	s := startServer(t, "--upstream", db.addr, "--queue-store", "upstream", "--http-listen", "127.0.0.1:0")
 	base := s.httpBase(t)
-	code, body := httpGet(t, base+"/readyz")
+	code, body := metricstest.Get(t, base+"/readyz")
 	if code != http.StatusOK || !strings.Contains(body, "store: open, its database answers") {
 		t.Fatalf("/readyz with the database up: %d %q", code, body)
 	}
@@ -182,7 +184,7 @@ func TestUpstreamStoreReadyz(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, time.Minute, "/readyz 503 with the database frozen", func() bool {
-		code, body = httpGet(t, base+"/readyz")
+		code, body = metricstest.Get(t, base+"/readyz")
 		return code == http.StatusServiceUnavailable
 	})
 	if !strings.HasPrefix(body, "store unreachable\n") || !strings.Contains(body, "store: unreachable (") {
@@ -193,20 +195,20 @@ func TestUpstreamStoreReadyz(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, time.Minute, "/readyz 200 with the database thawed", func() bool {
-		code, _ = httpGet(t, base+"/readyz")
+		code, _ = metricstest.Get(t, base+"/readyz")
 		return code == http.StatusOK
 	})
 
 	db.stop()
 	eventually(t, time.Minute, "/readyz 503 with the database shut down", func() bool {
-		code, body = httpGet(t, base+"/readyz")
+		code, body = metricstest.Get(t, base+"/readyz")
 		return code == http.StatusServiceUnavailable
 	})
 	if !strings.Contains(body, "store: unreachable (") {
 		t.Errorf("/readyz with the database shut down: %q", body)
 	}
 	// The node still lives and serves its probes.
-	if code, _ := httpGet(t, base+"/healthz"); code != http.StatusOK {
+	if code, _ := metricstest.Get(t, base+"/healthz"); code != http.StatusOK {
 		t.Errorf("/healthz with the database down: %d", code)
 	}
 }
