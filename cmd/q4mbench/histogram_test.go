@@ -1,11 +1,11 @@
 package main
 
 import (
-	"image/png"
 	"math/rand/v2"
-	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/q4mproxy/q4mproxy/internal/testingutil"
 )
 
 // TestDrawHistogram: the PNG decodes, has one panel per operation with
@@ -22,22 +22,7 @@ func TestDrawHistogram(t *testing.T) {
 	if err := drawHistogram(path, "test run", samples); err != nil {
 		t.Fatal(err)
 	}
-	st, err := os.Stat(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if st.Size() < 2000 || st.Size() > 1<<20 {
-		t.Errorf("PNG of %d bytes", st.Size())
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	img, err := png.Decode(f)
-	if err != nil {
-		t.Fatalf("not a PNG: %v", err)
-	}
+	img := testingutil.ReadPNG(t, path)
 	if b := img.Bounds(); b.Dx() != histW || b.Dy() != histHeader+2*histPanelH {
 		t.Errorf("image %v, want %dx%d (two panels: delivery has no samples)", b, histW, histHeader+2*histPanelH)
 	}

@@ -2,7 +2,8 @@
 // for tests (internal/mariadbtest, pgtest, rabbittest) share: free loopback
 // ports, the rule for a server program that is not installed (the test
 // skips, or fails under Q4MPROXY_REQUIRE_CLIENTS=1, as ./test.sh sets),
-// and waiting for a started server to answer.
+// and waiting for a started server to answer; and reading back a PNG a
+// test had drawn.
 package testingutil
 
 import (
