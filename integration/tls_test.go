@@ -3,12 +3,9 @@ package integration
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
 	"database/sql"
 	"errors"
 	"fmt"
-	"io"
-	"net"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -16,6 +13,8 @@ import (
 	"time"
 
 	"github.com/go-sql-driver/mysql"
+
+	"github.com/q4mproxy/q4mproxy/internal/testingutil"
 )
 
 // TLS is not a weaker door: what holds over plaintext holds over TLS.
@@ -259,7 +258,7 @@ func TestTLSBadHandshake(t *testing.T) {
 				announced byte // auth data bytes announced; 2 are sent
 				tlsReply  bool // over TLS: ERROR 1043 (else the connection is closed)
 			}{{3, false}, {8, false}, {40, true}} {
-				reply, err := rawBadHandshake(t, s.addr, tr.name == "tls", tc.announced)
+				reply, err := testingutil.BadHandshake(t, s.addr, tr.name == "tls", tc.announced, ioTimeout)
 				switch {
 				case tr.name != "tls" || tc.tlsReply:
 					if !bytes.Equal(reply, bad) {
@@ -277,54 +276,4 @@ func TestTLSBadHandshake(t *testing.T) {
 			}
 		})
 	}
-}
-
-// rawBadHandshake sends a handshake response (over TLS if useTLS, after
-// the SSL request) announcing announced bytes of auth data and holding 2,
-// and returns the server's answer, or the error reading one.
-func rawBadHandshake(t *testing.T, addr string, useTLS bool, announced byte) ([]byte, error) {
-	t.Helper()
-	c, err := net.DialTimeout("tcp", addr, ioTimeout)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(ioTimeout))
-	readPacket := func(r io.Reader) ([]byte, error) {
-		var h [4]byte
-		if _, err := io.ReadFull(r, h[:]); err != nil {
-			return nil, err
-		}
-		p := make([]byte, int(h[0])|int(h[1])<<8|int(h[2])<<16)
-		_, err := io.ReadFull(r, p)
-		return p, err
-	}
-	if _, err := readPacket(c); err != nil { // the greeting
-		t.Fatal(err)
-	}
-	var capab uint32 = 0x200 | 0x8000 | 0x8 | 0x80000 // protocol 41, secure connection, with db, plugin auth
-	var rw io.ReadWriter = c
-	seq := byte(1)
-	if useTLS {
-		capab |= 0x800 // SSL
-		req := []byte{byte(capab), byte(capab >> 8), byte(capab >> 16), 0, 0, 0, 0, 1, 33}
-		req = append(req, make([]byte, 23)...)
-		if _, err := c.Write(append([]byte{32, 0, 0, seq}, req...)); err != nil {
-			t.Fatal(err)
-		}
-		seq++
-		tc := tls.Client(c, &tls.Config{InsecureSkipVerify: true})
-		if err := tc.Handshake(); err != nil {
-			t.Fatal(err)
-		}
-		rw = tc
-	}
-	payload := []byte{byte(capab), byte(capab >> 8), byte(capab >> 16), 0, 0, 0, 0, 1, 33}
-	payload = append(payload, make([]byte, 23)...)
-	payload = append(payload, "root\x00"...)
-	payload = append(payload, announced, 'a', 'b')
-	if _, err := rw.Write(append([]byte{byte(len(payload)), 0, 0, seq}, payload...)); err != nil {
-		t.Fatal(err)
-	}
-	return readPacket(rw)
 }

@@ -2,15 +2,13 @@ package server
 
 import (
 	"bytes"
-	"crypto/tls"
-	"io"
 	"log/slog"
-	"net"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/q4mproxy/q4mproxy/internal/testingutil"
 	"github.com/q4mproxy/q4mproxy/sqlfront"
 )
 
@@ -52,7 +50,7 @@ func TestTLSBadHandshake(t *testing.T) {
 		reply     bool // go-mysql's own ERROR 1043
 	}{{3, false}, {8, false}, {40, true}} {
 		before := srv.status.abortedConnects.Load()
-		reply, err := tlsHandshakeResponse(t, addr, tc.announced)
+		reply, err := testingutil.BadHandshake(t, addr, true, tc.announced, time.Minute)
 		want := append([]byte{0xff, 0x13, 0x04, '#'}, "08S01Bad handshake"...)
 		switch {
 		case tc.reply && !bytes.Equal(reply, want):
@@ -68,44 +66,4 @@ func TestTLSBadHandshake(t *testing.T) {
 	if err := openTLS(t, addr, "secret").PingContext(t.Context()); err != nil {
 		t.Errorf("a good login over TLS after the malformed ones: %v", err)
 	}
-}
-
-// tlsHandshakeResponse logs in over TLS with a handshake response that
-// announces announced bytes of auth data and sends 2, and returns the
-// server's answer (or the error reading it).
-func tlsHandshakeResponse(t *testing.T, addr string, announced byte) ([]byte, error) {
-	t.Helper()
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(time.Minute))
-	readPacket := func(r io.Reader) ([]byte, error) {
-		var h [4]byte
-		if _, err := io.ReadFull(r, h[:]); err != nil {
-			return nil, err
-		}
-		p := make([]byte, int(h[0])|int(h[1])<<8|int(h[2])<<16)
-		_, err := io.ReadFull(r, p)
-		return p, err
-	}
-	if _, err := readPacket(c); err != nil { // the greeting
-		t.Fatal(err)
-	}
-	var capab uint32 = 0x200 | 0x8000 | 0x8 | 0x80000 | 0x800 // protocol 41, secure connection, with db, plugin auth, SSL
-	head := []byte{byte(capab), byte(capab >> 8), byte(capab >> 16), 0, 0, 0, 0, 1, 33}
-	head = append(head, make([]byte, 23)...)
-	if _, err := c.Write(append([]byte{32, 0, 0, 1}, head...)); err != nil { // the SSL request
-		t.Fatal(err)
-	}
-	tc := tls.Client(c, &tls.Config{InsecureSkipVerify: true})
-	if err := tc.Handshake(); err != nil {
-		t.Fatal(err)
-	}
-	payload := append(append(head, "root\x00"...), announced, 'a', 'b')
-	if _, err := tc.Write(append([]byte{byte(len(payload)), 0, 0, 2}, payload...)); err != nil {
-		t.Fatal(err)
-	}
-	return readPacket(tc)
 }

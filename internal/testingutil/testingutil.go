@@ -2,8 +2,9 @@
 // for tests (internal/mariadbtest, pgtest, rabbittest) share: free loopback
 // ports, the rule for a server program that is not installed (the test
 // skips, or fails under Q4MPROXY_REQUIRE_CLIENTS=1, as ./test.sh sets),
-// and waiting for a started server to answer; and reading back a PNG a
-// test had drawn.
+// and waiting for a started server to answer. Also what tests of several
+// packages share: a self-signed certificate, a raw bad handshake, reading
+// back a PNG a test had drawn.
 package testingutil
 
 import (
