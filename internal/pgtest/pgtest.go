@@ -49,15 +49,7 @@ type Server struct {
 // Start starts a server for the test and stops it when the test ends.
 func Start(t testing.TB) *Server {
 	t.Helper()
-	s, err := start()
-	if errors.Is(err, testingutil.ErrMissing) {
-		testingutil.Missing(t, "PostgreSQL", "postgresql", err)
-	}
-	if err != nil {
-		t.Fatalf("PostgreSQL: %v", err)
-	}
-	t.Cleanup(s.Stop)
-	return s
+	return testingutil.Start(t, "PostgreSQL", "postgresql", start)
 }
 
 // DSN is the postgres:// URL of the database postgres as the user postgres.

@@ -50,15 +50,7 @@ var nodes atomic.Int64
 // Start starts a node for the test and stops it when the test ends.
 func Start(t testing.TB) *Server {
 	t.Helper()
-	s, err := start()
-	if errors.Is(err, testingutil.ErrMissing) {
-		testingutil.Missing(t, "RabbitMQ", "rabbitmq-server", err)
-	}
-	if err != nil {
-		t.Fatalf("RabbitMQ: %v", err)
-	}
-	t.Cleanup(s.Stop)
-	return s
+	return testingutil.Start(t, "RabbitMQ", "rabbitmq-server", start)
 }
 
 // URL is the amqp:// URL of the node as the user guest.

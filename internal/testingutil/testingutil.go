@@ -30,6 +30,22 @@ func Missing(t testing.TB, what, install string, err error) {
 	t.Skipf("%s: %v (apt-get install %s)", what, err, install)
 }
 
+// Start starts a server for t with start and stops it when the test
+// ends. A start that fails with ErrMissing ends t as Missing does (what
+// and install are as for Missing); any other error fails t.
+func Start[S interface{ Stop() }](t testing.TB, what, install string, start func() (S, error)) S {
+	t.Helper()
+	s, err := start()
+	if errors.Is(err, ErrMissing) {
+		Missing(t, what, install, err)
+	}
+	if err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+	t.Cleanup(s.Stop)
+	return s
+}
+
 // FreePorts returns n distinct loopback ports that were free a moment ago
 // (a server started on one may still lose it to another process: callers
 // retry on another port).

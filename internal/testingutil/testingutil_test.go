@@ -50,3 +50,28 @@ func TestAwaitReady(t *testing.T) {
 		t.Fatalf("AwaitReady past its deadline = %v, want ErrNoAnswer wrapping the last error", err)
 	}
 }
+
+type fakeServer struct{ stops int }
+
+func (f *fakeServer) Stop() { f.stops++ }
+
+func TestStart(t *testing.T) {
+	t.Setenv("Q4MPROXY_REQUIRE_CLIENTS", "")
+	f := &fakeServer{}
+	t.Run("started", func(t *testing.T) {
+		if s := Start(t, "fake", "fake-server", func() (*fakeServer, error) { return f, nil }); s != f || f.stops != 0 {
+			t.Fatalf("Start = %p with %d stops, want %p not stopped yet", s, f.stops, f)
+		}
+	})
+	if f.stops != 1 {
+		t.Errorf("%d stops after the test ended, want 1", f.stops)
+	}
+	var skipped bool
+	t.Run("missing", func(t *testing.T) {
+		defer func() { skipped = t.Skipped() }()
+		Start(t, "fake", "fake-server", func() (*fakeServer, error) { return nil, ErrMissing })
+	})
+	if !skipped {
+		t.Error("a server not installed did not skip its test")
+	}
+}
