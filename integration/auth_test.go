@@ -341,8 +341,9 @@ func TestFlags(t *testing.T) {
 // A client that logged in is not affected by the timeout.
 func TestHandshakeTimeout(t *testing.T) {
 	// Not shorter: the timeout covers the greeting too, which a loaded
-	// machine may take a while to write.
-	s := startServer(t, "--handshake-timeout", "2s")
+	// machine may take a while to write, and the login of the client
+	// below (a storm test on a loaded machine saw handshakes of 4.7 s).
+	s := startServer(t, "--handshake-timeout", "5s")
 	// Before the dial: the server's timer starts after it, however long
 	// this goroutine waits for a CPU once connected.
 	start := time.Now()
@@ -359,8 +360,8 @@ func TestHandshakeTimeout(t *testing.T) {
 	if err != nil {
 		t.Fatalf("reading until the server closes: %v after %v (read %d bytes)", err, elapsed, len(data))
 	}
-	if elapsed < 1500*time.Millisecond || elapsed > 20*time.Second {
-		t.Errorf("the server closed the silent connection after %v, want about 2 s", elapsed)
+	if elapsed < 5*time.Second || elapsed > 30*time.Second {
+		t.Errorf("the server closed the silent connection after %v, want about 5 s", elapsed)
 	}
 	// The greeting: a packet with sequence number 0, protocol version 10,
 	// then the server version.
