@@ -482,6 +482,13 @@ func (db *DB) Table(dbname, name string) (Table, error) {
 	return handle(t), nil
 }
 
+// lookup is lookupLocked for a caller that does not hold db.mu.
+func (db *DB) lookup(dbname, name string) (*table, error) {
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	return db.lookupLocked(dbname, name)
+}
+
 func (db *DB) lookupLocked(dbname, name string) (*table, error) {
 	if db.closed {
 		return nil, ErrClosed

@@ -103,9 +103,7 @@ func (db *DB) CreateTable(dbname, name string, meta []byte) error {
 func (db *DB) DropTable(dbname, name string) error {
 	db.ddlMu.Lock()
 	defer db.ddlMu.Unlock()
-	db.mu.Lock()
-	t, err := db.lookupLocked(dbname, name)
-	db.mu.Unlock()
+	t, err := db.lookup(dbname, name)
 	if err != nil {
 		return err
 	}
@@ -136,9 +134,7 @@ func (db *DB) TruncateTable(dbname, name string) error {
 func (db *DB) ReplaceTable(dbname, name string, meta []byte) error {
 	db.ddlMu.Lock()
 	defer db.ddlMu.Unlock()
-	db.mu.Lock()
-	old, err := db.lookupLocked(dbname, name)
-	db.mu.Unlock()
+	old, err := db.lookup(dbname, name)
 	if err != nil {
 		return err
 	}
@@ -216,9 +212,7 @@ func (db *DB) Compact(ctx context.Context, h Table) error {
 func (db *DB) AlterTable(dbname, name string, meta []byte, rewrite func(rowid uint64, payload []byte) ([]byte, error)) error {
 	db.ddlMu.Lock()
 	defer db.ddlMu.Unlock()
-	db.mu.Lock()
-	t, err := db.lookupLocked(dbname, name)
-	db.mu.Unlock()
+	t, err := db.lookup(dbname, name)
 	if err != nil {
 		return err
 	}
