@@ -67,21 +67,28 @@ func perlLogin(driver string) func(t *testing.T, s *server, user, pw string) log
 		t.Helper()
 		// DBI_USER=root and DBI_PASSWORD= come first in the environment:
 		// os/exec uses the last value of a duplicated variable, so these win.
-		out := s.perl(t, driver, "connect.pl", "DBI_USER="+user, "DBI_PASSWORD="+pw)
-		kv := map[string]string{}
-		for _, m := range perlOutRE.FindAllStringSubmatch(out, -1) {
-			kv[m[1]] = m[2]
-		}
-		if kv["result"] == "1" {
-			return loginResult{}
-		}
-		code, err := strconv.Atoi(kv["err"])
-		if err != nil {
-			t.Fatalf("DBD::%s login as %s: unexpected output:\n%s", driver, user, out)
-		}
-		// DBI's errstr is the server's message (DBD::mysql may add nothing).
-		return loginResult{code: code, state: kv["state"], msg: kv["errstr"]}
+		return perlConnect(t, s, driver, user, "DBI_USER="+user, "DBI_PASSWORD="+pw)
 	}
+}
+
+// perlConnect logs in as user with connect.pl through DBD::driver, with
+// env added to its environment, and returns what it reports.
+func perlConnect(t *testing.T, s *server, driver, user string, env ...string) loginResult {
+	t.Helper()
+	out := s.perl(t, driver, "connect.pl", env...)
+	kv := map[string]string{}
+	for _, m := range perlOutRE.FindAllStringSubmatch(out, -1) {
+		kv[m[1]] = m[2]
+	}
+	if kv["result"] == "1" {
+		return loginResult{}
+	}
+	code, err := strconv.Atoi(kv["err"])
+	if err != nil {
+		t.Fatalf("DBD::%s login as %s: unexpected output:\n%s", driver, user, out)
+	}
+	// DBI's errstr is the server's message (DBD::mysql may add nothing).
+	return loginResult{code: code, state: kv["state"], msg: kv["errstr"]}
 }
 
 var cliErrorRE = regexp.MustCompile(`(?m)^ERROR (\d+) \((\w{5})\)(?: at line \d+)?: (.*)$`)

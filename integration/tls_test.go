@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"os/exec"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -105,19 +104,7 @@ func (tr transport) perlLogin(driver, cert string) func(t *testing.T, s *server,
 	return func(t *testing.T, s *server, user, pw string) loginResult {
 		t.Helper()
 		// The last DBI= of the environment wins (see perlLogin).
-		out := s.perl(t, driver, "connect.pl", "DBI="+s.perlDSN(driver)+tr.perl(driver, cert), "DBI_USER="+user, "DBI_PASSWORD="+pw)
-		kv := map[string]string{}
-		for _, m := range perlOutRE.FindAllStringSubmatch(out, -1) {
-			kv[m[1]] = m[2]
-		}
-		if kv["result"] == "1" {
-			return loginResult{}
-		}
-		code, err := strconv.Atoi(kv["err"])
-		if err != nil {
-			t.Fatalf("DBD::%s login as %s: unexpected output:\n%s", driver, user, out)
-		}
-		return loginResult{code: code, state: kv["state"], msg: kv["errstr"]}
+		return perlConnect(t, s, driver, user, "DBI="+s.perlDSN(driver)+tr.perl(driver, cert), "DBI_USER="+user, "DBI_PASSWORD="+pw)
 	}
 }
 
