@@ -128,20 +128,11 @@ func (s *Store) fenced(old uint64) error {
 	return s.register()
 }
 
-// watch checks this node's lock and sweeps dead nodes every WatchInterval.
+// watch, every WatchInterval, checks this node's lock and sweeps dead
+// nodes.
 func (s *Store) watch() {
-	defer s.wg.Done()
-	tick := time.NewTicker(s.opts.WatchInterval)
-	defer tick.Stop()
-	for {
-		select {
-		case <-s.ctx.Done():
-			return
-		case <-tick.C:
-		}
-		s.checkLock()
-		s.sweepDead()
-	}
+	s.checkLock()
+	s.sweepDead()
 }
 
 // checkLock verifies that the lock connection still holds this node's

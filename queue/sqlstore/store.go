@@ -310,14 +310,14 @@ func Open(dsn string, opts *Options) (*Store, error) {
 	s.purge(orphans...)
 	s.insCh = make(chan *insReq, maxBatch)
 	s.wg.Add(3 + insertWorkers + roundWorkers)
-	go s.poll()
+	go s.every(s.opts.PollInterval, s.poll)
 	for range insertWorkers {
 		go s.insertLoop()
 	}
 	for range roundWorkers {
 		go s.roundLoop()
 	}
-	go s.watch()
+	go s.every(s.opts.WatchInterval, s.watch)
 	go s.readLog()
 	opened = true
 	return s, nil
@@ -1188,11 +1188,11 @@ func (s *Store) othersChangedLocked(id, old, seq uint64) bool {
 	return seq < old || seq-old > uint64(n)
 }
 
-// poll reads the change counters every PollInterval and wakes the waiters
-// of the tables that others changed; a changed catalog is reloaded.
-func (s *Store) poll() {
+// every calls f every d until the store closes: one of the store's
+// goroutines, counted in s.wg.
+func (s *Store) every(d time.Duration, f func()) {
 	defer s.wg.Done()
-	tick := time.NewTicker(s.opts.PollInterval)
+	tick := time.NewTicker(d)
 	defer tick.Stop()
 	for {
 		select {
@@ -1200,39 +1200,46 @@ func (s *Store) poll() {
 			return
 		case <-tick.C:
 		}
-		rows, err := s.pool.QueryContext(s.ctx, "SELECT id, seq, last_rowid FROM q4m_state")
-		if err != nil {
-			continue
+		f()
+	}
+}
+
+// poll, every PollInterval, reads the change counters and wakes the
+// waiters of the tables that others changed; a changed catalog is
+// reloaded.
+func (s *Store) poll() {
+	rows, err := s.pool.QueryContext(s.ctx, "SELECT id, seq, last_rowid FROM q4m_state")
+	if err != nil {
+		return
+	}
+	seqs := map[uint64][2]uint64{}
+	for rows.Next() {
+		var id, seq, last uint64
+		if rows.Scan(&id, &seq, &last) == nil {
+			seqs[id] = [2]uint64{seq, last}
 		}
-		seqs := map[uint64][2]uint64{}
-		for rows.Next() {
-			var id, seq, last uint64
-			if rows.Scan(&id, &seq, &last) == nil {
-				seqs[id] = [2]uint64{seq, last}
-			}
+	}
+	rows.Close()
+	s.mu.Lock()
+	catChanged := seqs[0][0] != s.catSeq
+	for id, v := range seqs {
+		old := s.seqs[id]
+		if id != 0 && old[0] != v[0] && s.othersChangedLocked(id, old[0], v[0]) {
+			// A release raises seq alone; inserts raise both. Rows
+			// released elsewhere (or mixed with inserts) are caught
+			// by resetting on any change.
+			s.resetCursorsLocked(id)
+			s.signalLocked(id)
 		}
-		rows.Close()
-		s.mu.Lock()
-		catChanged := seqs[0][0] != s.catSeq
-		for id, v := range seqs {
-			old := s.seqs[id]
-			if id != 0 && old[0] != v[0] && s.othersChangedLocked(id, old[0], v[0]) {
-				// A release raises seq alone; inserts raise both. Rows
-				// released elsewhere (or mixed with inserts) are caught
-				// by resetting on any change.
-				s.resetCursorsLocked(id)
-				s.signalLocked(id)
-			}
-		}
-		s.seqs = seqs
-		s.mu.Unlock()
-		if catChanged {
-			if err := s.loadCatalog(); err == nil {
-				s.mu.Lock()
-				s.resetAllCursorsLocked()
-				s.signalAllLocked()
-				s.mu.Unlock()
-			}
+	}
+	s.seqs = seqs
+	s.mu.Unlock()
+	if catChanged {
+		if err := s.loadCatalog(); err == nil {
+			s.mu.Lock()
+			s.resetAllCursorsLocked()
+			s.signalAllLocked()
+			s.mu.Unlock()
 		}
 	}
 }
