@@ -24,18 +24,7 @@ func (s *Session) insert(ctx context.Context, ins *ast.InsertStmt, params []any)
 
 // insertRows inserts the rows of ins.Lists.
 func (s *Session) insertRows(ctx context.Context, ins *ast.InsertStmt, params []any) (*Result, error) {
-	tn, err := singleTable(ins.Table.TableRefs)
-	if err != nil {
-		return nil, err
-	}
-	if isSystemSchema(tn.Schema.L) {
-		return nil, notSupported("writes to " + tn.Schema.O)
-	}
-	t, sch, err := s.resolve(tn)
-	if err != nil {
-		return nil, err
-	}
-	targets, err := insertTargets(ins, sch)
+	t, sch, targets, err := s.resolveInsert(ins)
 	if err != nil {
 		return nil, err
 	}
@@ -107,6 +96,27 @@ func (s *Session) insertPayloads(t queue.Table, payloads [][]byte) (*Result, err
 	}
 	s.lastRowCount = int64(len(payloads))
 	return &Result{AffectedRows: uint64(len(payloads))}, nil
+}
+
+// resolveInsert resolves the table ins inserts into (not one of a system
+// schema) and the schema columns its values go to.
+func (s *Session) resolveInsert(ins *ast.InsertStmt) (queue.Table, *tableSchema, []int, error) {
+	tn, err := singleTable(ins.Table.TableRefs)
+	if err != nil {
+		return queue.Table{}, nil, nil, err
+	}
+	if isSystemSchema(tn.Schema.L) {
+		return queue.Table{}, nil, nil, notSupported("writes to " + tn.Schema.O)
+	}
+	t, sch, err := s.resolve(tn)
+	if err != nil {
+		return queue.Table{}, nil, nil, err
+	}
+	targets, err := insertTargets(ins, sch)
+	if err != nil {
+		return queue.Table{}, nil, nil, err
+	}
+	return t, sch, targets, nil
 }
 
 // insertTargets returns the indexes of an INSERT's target columns, in

@@ -44,18 +44,7 @@ const selectedChunk = 256 << 10
 // the upstream runs the SELECT.
 func (s *Session) StartInsertSelect(is *InsertSelect) (*SelectedRows, error) {
 	s.warnings = nil
-	tn, err := singleTable(is.ins.Table.TableRefs)
-	if err != nil {
-		return nil, err
-	}
-	if isSystemSchema(tn.Schema.L) {
-		return nil, notSupported("writes to " + tn.Schema.O)
-	}
-	t, sch, err := s.resolve(tn)
-	if err != nil {
-		return nil, err
-	}
-	targets, err := insertTargets(is.ins, sch)
+	t, sch, targets, err := s.resolveInsert(is.ins)
 	if err != nil {
 		return nil, err
 	}
