@@ -109,6 +109,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/q4mproxy/q4mproxy/internal/logflag"
 	"github.com/q4mproxy/q4mproxy/internal/progress"
 )
 
@@ -277,19 +278,11 @@ func (m *Main) ParseFlags(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("DST: %w", err)
 	}
 
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(m.LogLevel)); err != nil {
-		return fmt.Errorf("--log-level: %w", err)
+	log, err := logflag.New(stderr, m.LogLevel, m.LogFormat)
+	if err != nil {
+		return err
 	}
-	opts := &slog.HandlerOptions{Level: level}
-	switch m.LogFormat {
-	case "text":
-		m.log = slog.New(slog.NewTextHandler(stderr, opts))
-	case "json":
-		m.log = slog.New(slog.NewJSONHandler(stderr, opts))
-	default:
-		return fmt.Errorf("--log-format must be text or json, not %q", m.LogFormat)
-	}
+	m.log = log
 	slog.SetDefault(m.log)
 	return nil
 }

@@ -20,7 +20,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	gomysql "github.com/go-sql-driver/mysql"
 	"io"
 	"log/slog"
 	"net"
@@ -36,7 +35,9 @@ import (
 	"time"
 
 	"github.com/go-mysql-org/go-mysql/mysql"
+	gomysql "github.com/go-sql-driver/mysql"
 
+	"github.com/q4mproxy/q4mproxy/internal/logflag"
 	"github.com/q4mproxy/q4mproxy/internal/netdial"
 	"github.com/q4mproxy/q4mproxy/internal/progress"
 	"github.com/q4mproxy/q4mproxy/ops"
@@ -258,19 +259,11 @@ func (m *Main) ParseFlags(args []string, out io.Writer) error {
 	default:
 		return fmt.Errorf("--default-auth must be mysql_native_password or caching_sha2_password")
 	}
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(m.LogLevel)); err != nil {
-		return fmt.Errorf("--log-level: %w", err)
+	log, err := logflag.New(os.Stderr, m.LogLevel, m.LogFormat)
+	if err != nil {
+		return err
 	}
-	opts := &slog.HandlerOptions{Level: level}
-	switch m.LogFormat {
-	case "text":
-		m.log = slog.New(slog.NewTextHandler(os.Stderr, opts))
-	case "json":
-		m.log = slog.New(slog.NewJSONHandler(os.Stderr, opts))
-	default:
-		return fmt.Errorf("--log-format must be text or json, not %q", m.LogFormat)
-	}
+	m.log = log
 	slog.SetDefault(m.log)
 	host, _, err := net.SplitHostPort(m.Listen)
 	if err != nil {
