@@ -41,28 +41,30 @@ func (s *Session) queueSetSrcID(env *evalEnv, fc *ast.FuncCallExpr) (any, error)
 	return int64(1), nil
 }
 
-// tableArg resolves a queue_stats/queue_compact argument: 'table' or 'db.table'.
-func (s *Session) tableArg(v any) (queue.Table, bool) {
+// tableArg evaluates and resolves the argument of queue_stats and
+// queue_compact, 'table' or 'db.table'; ok is false when it names no table.
+func (s *Session) tableArg(env *evalEnv, fc *ast.FuncCallExpr) (t queue.Table, ok bool, err error) {
+	args, err := env.args(fc)
+	if err != nil {
+		return queue.Table{}, false, err
+	}
+	v := args[0]
 	if v == nil {
-		return queue.Table{}, false
+		return queue.Table{}, false, nil
 	}
 	name := toString(v)
 	db, table, qualified := strings.Cut(name, ".")
 	if !qualified {
 		db, table = s.db, name
 	}
-	t, err := s.eng.db.Table(db, table)
-	return t, err == nil
+	t, err = s.eng.db.Table(db, table)
+	return t, err == nil, nil
 }
 
 func (s *Session) queueCompact(env *evalEnv, fc *ast.FuncCallExpr) (any, error) {
-	args, err := env.args(fc)
-	if err != nil {
+	t, ok, err := s.tableArg(env, fc)
+	if err != nil || !ok {
 		return nil, err
-	}
-	t, ok := s.tableArg(args[0])
-	if !ok {
-		return nil, nil
 	}
 	if err := s.eng.db.Compact(env.ctx, t); err != nil {
 		if errors.Is(err, context.Canceled) || env.ctx.Err() != nil {
@@ -75,13 +77,9 @@ func (s *Session) queueCompact(env *evalEnv, fc *ast.FuncCallExpr) (any, error) 
 }
 
 func (s *Session) queueStats(env *evalEnv, fc *ast.FuncCallExpr) (any, error) {
-	args, err := env.args(fc)
-	if err != nil {
+	t, ok, err := s.tableArg(env, fc)
+	if err != nil || !ok {
 		return nil, err
-	}
-	t, ok := s.tableArg(args[0])
-	if !ok {
-		return nil, nil
 	}
 	st := s.eng.db.TableStats(t)
 	return fmt.Sprintf("rows_written: %d\nrows_removed: %d\nwait_immediate: %d\nwait_delayed: %d\nwait_timeout: %d\nrestored_by_abort: %d\nrestored_by_close: %d\nbytes_total: %d\nbytes_removed: %d\n",
