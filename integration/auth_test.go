@@ -139,7 +139,16 @@ func checkLogin(t *testing.T, got, want loginResult) {
 func TestAuthPassword(t *testing.T) {
 	standaloneOnly(t, "its users log in upstream too, and MariaDB has other users")
 	s := startServer(t, "--password", "secret")
-	tests := []struct {
+	for _, c := range loginClients() {
+		t.Run(c.name, func(t *testing.T) { checkPasswords(t, c, s) })
+	}
+}
+
+// checkPasswords tries with c the logins a server started with --password
+// secret takes or refuses, a subtest each: the right password, a wrong
+// one, none, an unknown user.
+func checkPasswords(t *testing.T, c loginClient, s *server) {
+	for _, tc := range []struct {
 		name     string
 		user, pw string
 		want     loginResult
@@ -148,14 +157,9 @@ func TestAuthPassword(t *testing.T) {
 		{"wrong password", "root", "wrong", denied("root", true)},
 		{"no password", "root", "", denied("root", false)},
 		{"unknown user", "bob", "secret", denied("bob", true)},
-	}
-	for _, c := range loginClients() {
-		t.Run(c.name, func(t *testing.T) {
-			for _, tc := range tests {
-				t.Run(tc.name, func(t *testing.T) {
-					checkLogin(t, c.login(t, s, tc.user, tc.pw), tc.want)
-				})
-			}
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			checkLogin(t, c.login(t, s, tc.user, tc.pw), tc.want)
 		})
 	}
 }
