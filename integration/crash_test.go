@@ -3,7 +3,6 @@ package integration
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -384,22 +383,12 @@ func TestCrashUnderLoad(t *testing.T) {
 			return c
 		}
 		var (
-			killed     atomic.Bool
-			mu         sync.Mutex
-			wg         sync.WaitGroup
-			unexpected []string
+			killed atomic.Bool
+			mu     sync.Mutex
+			wg     sync.WaitGroup
 		)
-		report := func(who string, err error) {
-			if err == nil {
-				return
-			}
-			var v *crashtest.Violation
-			if errors.As(err, &v) || !killed.Load() {
-				mu.Lock()
-				unexpected = append(unexpected, fmt.Sprintf("%s: %v", who, err))
-				mu.Unlock()
-			}
-		}
+		unexpected := crashtest.NewUnexpected(killed.Load)
+		report := unexpected.Report
 		srcC, dstC := conn(), conn()
 		wg.Go(func() {
 			rr, rel, err := crashRelay(ctx, srcC, dstC, cycle, final)
@@ -456,7 +445,7 @@ func TestCrashUnderLoad(t *testing.T) {
 			c.Close()
 		}
 		db.Close()
-		for _, u := range unexpected {
+		for _, u := range unexpected.Errors() {
 			t.Errorf("seed %d, cycle %d: %s", seed, cycle, u)
 		}
 		if final {

@@ -8,10 +8,13 @@ package crashtest
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -24,6 +27,42 @@ func (v *Violation) Error() string { return v.Msg }
 // Violationf returns a *Violation with the formatted message.
 func Violationf(format string, args ...any) error {
 	return &Violation{fmt.Sprintf(format, args...)}
+}
+
+// Unexpected collects the errors of a cycle's clients that the crash does
+// not explain: a Violation whenever it comes, any other error while
+// crashed reports false. It is safe for concurrent use.
+type Unexpected struct {
+	crashed func() bool
+	mu      sync.Mutex
+	errs    []string
+}
+
+// NewUnexpected returns an empty Unexpected; crashed reports whether the
+// crash has come.
+func NewUnexpected(crashed func() bool) *Unexpected {
+	return &Unexpected{crashed: crashed}
+}
+
+// Report records err of the client who unless err is nil or explained by
+// the crash.
+func (u *Unexpected) Report(who string, err error) {
+	if err == nil {
+		return
+	}
+	var v *Violation
+	if errors.As(err, &v) || !u.crashed() {
+		u.mu.Lock()
+		u.errs = append(u.errs, fmt.Sprintf("%s: %v", who, err))
+		u.mu.Unlock()
+	}
+}
+
+// Errors returns what was recorded, "who: error" each.
+func (u *Unexpected) Errors() []string {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return slices.Clone(u.errs)
 }
 
 // EnvUint returns the environment variable name as a uint64, def when it

@@ -2,6 +2,8 @@ package crashtest
 
 import (
 	"errors"
+	"slices"
+	"sync/atomic"
 	"testing"
 )
 
@@ -26,5 +28,19 @@ func TestViolation(t *testing.T) {
 	var v *Violation
 	if err := Violationf("queue_wait returned %d", 5); !errors.As(err, &v) || v.Msg != "queue_wait returned 5" {
 		t.Errorf("Violationf = %v, not a *Violation with the message", err)
+	}
+}
+
+func TestUnexpected(t *testing.T) {
+	var crashed atomic.Bool
+	u := NewUnexpected(crashed.Load)
+	u.Report("consumer 1", nil)
+	u.Report("consumer 2", errors.New("connection reset"))
+	crashed.Store(true)
+	u.Report("consumer 3", errors.New("connection reset"))
+	u.Report("producer 1", Violationf("queue_wait returned 9"))
+	want := []string{"consumer 2: connection reset", "producer 1: queue_wait returned 9"}
+	if got := u.Errors(); !slices.Equal(got, want) {
+		t.Errorf("Errors() = %q, want %q (a violation always, another error only before the crash)", got, want)
 	}
 }

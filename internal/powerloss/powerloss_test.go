@@ -1288,22 +1288,12 @@ func TestPowerLoss(t *testing.T) {
 			return c
 		}
 		var (
-			mu         sync.Mutex
-			wg         sync.WaitGroup
-			recvs      []*plRecv
-			unexpected []string
+			mu    sync.Mutex
+			wg    sync.WaitGroup
+			recvs []*plRecv
 		)
-		report := func(who string, err error) {
-			if err == nil {
-				return
-			}
-			var v *crashtest.Violation
-			if errors.As(err, &v) || !cut.cutting.Load() {
-				mu.Lock()
-				unexpected = append(unexpected, fmt.Sprintf("%s: %v", who, err))
-				mu.Unlock()
-			}
-		}
+		unexpected := crashtest.NewUnexpected(cut.cutting.Load)
+		report := unexpected.Report
 		srcC, dstC, compC := conn(), conn(), conn()
 		consumerConns := make([]*sql.Conn, plConsumers)
 		for k := range consumerConns {
@@ -1373,7 +1363,7 @@ func TestPowerLoss(t *testing.T) {
 		mem = cut.clone
 		points[cut.point]++
 		pcts = append(pcts, pct)
-		for _, u := range unexpected {
+		for _, u := range unexpected.Errors() {
 			t.Errorf("seed %d, cycle %d: %s", seed, cycle, u)
 		}
 		at := fmt.Sprintf("write op %d", cutK)
