@@ -61,9 +61,10 @@ func (s *Server) DSN() string {
 func (s *Server) Pid() int { return s.cmd.Process.Pid }
 
 // Kill kills the postmaster and its children (backends, background
-// workers) with SIGKILL, as a crash would, and waits until they are dead. The children are in sessions of their own, so not in the
-// postmaster's process group: Kill stops the postmaster (no more forks),
-// kills each child by its pid, then the postmaster.
+// workers) with SIGKILL, as a crash would, and waits until they are dead.
+// The children are in sessions of their own, so not in the postmaster's
+// process group: Kill stops the postmaster (no more forks), kills each
+// child by its pid, then the postmaster.
 func (s *Server) Kill() {
 	select {
 	case <-s.exited:
